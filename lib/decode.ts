@@ -1,0 +1,93 @@
+// Opens an image file as a stream of its uncompressed bytes. gzip is decoded in-process by
+// Node's zlib; bzip2 and xz by their command-line tools (the parallel ones where
+// installed), reading the file directly and handing us their output through a pipe,
+// so that memory stays bounded by the pipe and our two write buffers.
+import { spawn } from 'node:child_process'
+import { createReadStream, existsSync } from 'node:fs'
+import { open } from 'node:fs/promises'
+import { createGunzip } from 'node:zlib'
+import { pipeline } from 'node:stream'
+import { $ } from 'zx/core'
+import { Failure } from './errors.js'
+import { track } from './cleanup.js'
+import { debug } from './log.js'
+import type { Codec } from './params.js'
+
+export interface Decoded {
+  stream: AsyncIterable<Buffer>
+  /** Resolves when the decoder has finished cleanly; rejects with the reason otherwise. */
+  finished: Promise<void>
+  /** Stops the decoder early (the writer failed). */
+  stop(): void
+}
+
+const READ_CHUNK = 4 << 20
+const CORRUPT_HINT = 'the image file is corrupt or truncated: download or copy it again, and check image_type'
+
+function findTool(names: string[]): string {
+  for (const name of names) {
+    for (const dir of ['/usr/bin', '/bin', '/usr/local/bin']) {
+      if (existsSync(`${dir}/${name}`)) return `${dir}/${name}`
+    }
+  }
+  return names[names.length - 1]
+}
+
+/** Decompressor command per codec: a parallel one where installed, the classic one otherwise. */
+export function decompressorFor(codec: 'bzip2' | 'xz'): string[] {
+  if (codec === 'xz') return [findTool(['xz']), '-dc', '-T0']
+  return [findTool(['lbzip2', 'pbzip2', 'bzip2']), '-dc']
+}
+
+/** The uncompressed size where the format records it (raw, xz); undefined otherwise. */
+export async function decodedSize(path: string, codec: Codec, fileSize: number): Promise<number | undefined> {
+  if (codec === 'raw') return fileSize
+  if (codec === 'xz') {
+    const out = await $`xz --robot --list ${path}`.quiet().nothrow()
+    if (out.exitCode !== 0) throw new Failure(`xz cannot read the image (${out.stderr.trim().split('\n').pop()})`, CORRUPT_HINT)
+    const totals = out.stdout.split('\n').find((l) => l.startsWith('totals\t'))
+    const size = totals ? Number(totals.split('\t')[4]) : NaN
+    return Number.isFinite(size) ? size : undefined
+  }
+  return undefined
+}
+
+export async function decode(path: string, codec: 'raw' | 'gzip' | 'bzip2' | 'xz'): Promise<Decoded> {
+  if (codec === 'raw' || codec === 'gzip') {
+    const file = createReadStream(path, { highWaterMark: READ_CHUNK })
+    if (codec === 'raw') {
+      const finished = new Promise<void>((resolve, reject) => {
+        file.once('end', resolve)
+        file.once('error', reject)
+      })
+      return { stream: file, finished, stop: () => file.destroy() }
+    }
+    const gunzip = createGunzip({ chunkSize: 1 << 20 })
+    const finished = new Promise<void>((resolve, reject) =>
+      pipeline(file, gunzip, (err) => (err ? reject(new Failure(`gzip decoding failed (${err.message})`, CORRUPT_HINT)) : resolve())),
+    )
+    finished.catch(() => undefined)
+    return { stream: gunzip, finished, stop: () => gunzip.destroy() }
+  }
+
+  const [tool, ...args] = decompressorFor(codec)
+  const input = await open(path, 'r')
+  debug(`running ${tool} ${args.join(' ')} < ${path}`)
+  const child = track(spawn(tool, args, { stdio: [input.fd, 'pipe', 'pipe'] }))
+  const errText: string[] = []
+  child.stderr!.on('data', (b: Buffer) => {
+    process.stderr.write(b)
+    errText.push(b.toString())
+  })
+  const finished = new Promise<void>((resolve, reject) => {
+    child.once('error', (err) => reject(new Failure(`${tool} could not be started (${err.message})`, `install it (apt-get install ${codec === 'xz' ? 'xz-utils' : 'bzip2'})`)))
+    child.once('close', (code, signal) => {
+      void input.close()
+      if (code === 0) return resolve()
+      const last = errText.join('').trim().split('\n').pop() || (signal ? `killed by ${signal}` : `exit ${code}`)
+      reject(new Failure(`${tool.split('/').pop()} failed to decompress the image (${last})`, CORRUPT_HINT))
+    })
+  })
+  finished.catch(() => undefined)
+  return { stream: child.stdout!, finished, stop: () => child.kill('SIGTERM') }
+}

@@ -1,0 +1,41 @@
+// Puts an image file onto disk 0 in one streaming pass, after checking that it fits.
+import { Failure } from './errors.js'
+import { decode, decodedSize } from './decode.js'
+import { convertQcow2, inspectQcow2 } from './qcow2.js'
+import { openForWrite, type TargetDisk } from './target.js'
+import { Progress, tooLarge, writeStream, type WriteResult } from './write.js'
+import { formatBytes, info } from './log.js'
+import type { Codec } from './params.js'
+
+export async function writeImage(path: string, fileSize: number, codec: Codec, target: TargetDisk): Promise<WriteResult> {
+  if (codec === 'qcow2') {
+    const size = await inspectQcow2(path)
+    if (size > target.size) throw tooLarge(target, size, true)
+    info(`qcow2 image: ${formatBytes(size)} virtual size`)
+    const progress = new Progress(size)
+    await convertQcow2(path, target)
+    const fh = await openForWrite(target.path)
+    await fh.datasync().finally(() => fh.close())
+    return progress.done(size)
+  }
+  const size = await decodedSize(path, codec, fileSize)
+  if (size !== undefined && size > target.size) throw tooLarge(target, size, true)
+  if (size !== undefined) info(`image: ${formatBytes(size)} uncompressed`)
+  const decoded = await decode(path, codec)
+  const fh = await openForWrite(target.path)
+  try {
+    const result = await writeStream(decoded.stream, target, fh, size)
+    await decoded.finished
+    if (size !== undefined && result.bytes !== size) {
+      throw new Failure(`the image gave ${result.bytes} bytes where ${size} were expected`, 'the image file is corrupt or truncated: download or copy it again')
+    }
+    return result
+  } catch (err) {
+    // a writer failure is already a Failure; a decoder failure says more than the broken stream
+    decoded.stop()
+    const decodeError = await decoded.finished.then(() => undefined, (e: unknown) => e)
+    throw err instanceof Failure || decodeError === undefined ? err : decodeError
+  } finally {
+    await fh.close()
+  }
+}

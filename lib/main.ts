@@ -1,0 +1,58 @@
+// The frame every OS script runs in: usage and -h, DEBUG_LEVEL, signals, cleanup, and the
+// rule that a failure ends with a non-zero exit and one last line saying what to do.
+import { finalFailure, info, setupLog } from './log.js'
+import { Failure, errorMessage } from './errors.js'
+import { runCleanups, stopChildren } from './cleanup.js'
+
+export interface Script {
+  name: string
+  /** Usage text shown for -h/--help and for wrong arguments. */
+  usage: string
+  /** Accepted argument lists, e.g. [[]] or [['parameters']]. */
+  argv: string[][]
+  run(args: string[]): Promise<void>
+}
+
+export function runScript(script: Script): void {
+  const args = process.argv.slice(2)
+  setupLog(script.name, process.env.DEBUG_LEVEL !== undefined && process.env.DEBUG_LEVEL !== '0' && process.env.DEBUG_LEVEL !== '')
+  if (args[0] === '-h' || args[0] === '--help') {
+    process.stderr.write(script.usage.trimEnd() + '\n')
+    return
+  }
+  if (!script.argv.some((want) => want.length === args.length && want.every((a, i) => a === args[i]))) {
+    process.stderr.write(script.usage.trimEnd() + '\n')
+    finalFailure(`wrong arguments (${args.join(' ') || 'none'}); see the usage above`)
+    process.exitCode = 2
+    return
+  }
+
+  let finished = false
+  const fail = async (message: string, code: number) => {
+    if (finished) return
+    finished = true
+    await stopChildren()
+    await runCleanups()
+    finalFailure(message)
+    process.exit(code)
+  }
+  for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130], ['SIGHUP', 129]] as const) {
+    process.on(signal, () => {
+      info(`received ${signal}, stopping and cleaning up`)
+      void fail(`${script.name} was interrupted by ${signal}; nothing was left attached or half-cached, run it again`, code)
+    })
+  }
+
+  script.run(args).then(
+    async () => {
+      if (finished) return
+      finished = true
+      await runCleanups()
+    },
+    (err: unknown) => {
+      const message = err instanceof Failure ? err.message : `${errorMessage(err)}; see the messages above`
+      if (!(err instanceof Failure) && process.env.DEBUG_LEVEL === '1' && err instanceof Error) info(err.stack ?? '')
+      void fail(message, 1)
+    },
+  )
+}

@@ -1,0 +1,66 @@
+// The OS parameters `image` and `image_type`: parsing and the policy on what a local image
+// path may be. Pure: the file-system checks live in lib/source.ts.
+import { Failure } from './errors.js'
+
+export type Codec = 'raw' | 'gzip' | 'bzip2' | 'xz' | 'qcow2'
+
+const IMAGE_TYPES: Record<string, Codec> = {
+  raw: 'raw',
+  'raw+gz': 'gzip',
+  'raw+bzip2': 'bzip2',
+  'raw+bz2': 'bzip2',
+  'raw+xz': 'xz',
+  qcow2: 'qcow2',
+}
+export const IMAGE_TYPE_NAMES = Object.keys(IMAGE_TYPES)
+
+export type ImageRef = { kind: 'path'; path: string } | { kind: 'url'; url: URL }
+
+export function parseImageType(value: string | undefined): Codec {
+  if (value === undefined || value === '') {
+    throw new Failure('the OS parameter image_type is not set', `add -O image_type=TYPE with TYPE one of ${IMAGE_TYPE_NAMES.join(', ')}`)
+  }
+  const codec = IMAGE_TYPES[value.trim().toLowerCase()]
+  if (!codec) throw new Failure(`unknown image_type '${value}'`, `use one of ${IMAGE_TYPE_NAMES.join(', ')}`)
+  return codec
+}
+
+export function parseImage(value: string | undefined): ImageRef {
+  const text = value?.trim() ?? ''
+  if (text === '') {
+    throw new Failure('the OS parameter image is not set', 'add -O image=PATH or -O image=https://... to the instance')
+  }
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(text)
+  if (scheme && text.slice(scheme[0].length).startsWith('//')) {
+    const name = scheme[1].toLowerCase()
+    if (name !== 'http' && name !== 'https') {
+      throw new Failure(`image URLs with the scheme '${name}:' are not supported`, 'use an http:// or https:// URL, or a local path')
+    }
+    let url: URL
+    try {
+      url = new URL(text)
+    } catch {
+      throw new Failure(`the image URL '${text}' is not a valid URL`, 'check the image parameter')
+    }
+    if (!url.hostname) throw new Failure(`the image URL '${text}' has no host`, 'check the image parameter')
+    return { kind: 'url', url }
+  }
+  if (!text.startsWith('/')) {
+    throw new Failure(`the image '${text}' is neither an absolute path nor an http(s) URL`, 'give a full path such as /srv/images/debian.img or an https:// URL')
+  }
+  return { kind: 'path', path: text }
+}
+
+/** Where an image may never come from, even through a symlink: devices, kernel files,
+ *  Ganeti's own state and other instances' disks. */
+export const FORBIDDEN_IMAGE_DIRS = ['/dev', '/proc', '/sys', '/run', '/var/run', '/var/lib/ganeti', '/srv/ganeti/file-storage', '/srv/ganeti/shared-file-storage']
+
+/** Checks a resolved (realpath) image path against the forbidden directories, to which
+ *  Ganeti's configured file-storage directories are added. Returns the reason or null. */
+export function forbiddenImagePath(realPath: string, extraDirs: string[] = []): string | null {
+  for (const dir of [...FORBIDDEN_IMAGE_DIRS, ...extraDirs]) {
+    const d = dir.replace(/\/+$/, '')
+    if (d && (realPath === d || realPath.startsWith(d + '/'))) return `it lies under ${d}`
+  }
+  return null
+}

@@ -1,0 +1,79 @@
+// qcow2 images go through qemu-img with the input format named (never guessed). A qcow2
+// file can point at other files (a backing file, an external data file); from an image
+// someone else made that would let them read any file on the node, so both are refused:
+// first from the header, before qemu-img opens anything, then from qemu-img info.
+import { spawn } from 'node:child_process'
+import { open } from 'node:fs/promises'
+import { $ } from 'zx/core'
+import { Failure } from './errors.js'
+import { track } from './cleanup.js'
+import { debug } from './log.js'
+import type { TargetDisk } from './target.js'
+
+export interface Qcow2Header {
+  version: number
+  backingFile: boolean
+  externalDataFile: boolean
+}
+
+const HINT = 'flatten it first (qemu-img convert -O qcow2 IN OUT) or use a raw image'
+
+/** Parses the fixed part of a qcow2 header (docs/interop/qcow2.txt in QEMU). */
+export function parseQcow2Header(buf: Buffer): Qcow2Header | null {
+  if (buf.length < 72 || buf.readUInt32BE(0) !== 0x514649fb) return null
+  const version = buf.readUInt32BE(4)
+  const backingFile = buf.readBigUInt64BE(8) !== 0n
+  // incompatible feature bit 2: external data file (version 3 headers only)
+  const externalDataFile = version >= 3 && buf.length >= 80 && (buf.readBigUInt64BE(72) & 4n) !== 0n
+  return { version, backingFile, externalDataFile }
+}
+
+export async function checkQemuImg(): Promise<void> {
+  const found = await $`command -v qemu-img`.quiet().nothrow()
+  if (found.exitCode !== 0) throw new Failure('qemu-img is not installed on this node, and image_type qcow2 needs it', 'install it with apt-get install qemu-utils')
+}
+
+/** Checks a qcow2 file and returns its virtual (disk) size. */
+export async function inspectQcow2(path: string): Promise<number> {
+  const fh = await open(path, 'r')
+  const buf = Buffer.alloc(104)
+  try {
+    await fh.read(buf, 0, buf.length, 0)
+  } finally {
+    await fh.close()
+  }
+  const header = parseQcow2Header(buf)
+  if (!header) throw new Failure('the image is not a qcow2 file (no QFI header)', 'check image_type, or the image file itself')
+  if (header.backingFile) throw new Failure('the qcow2 image has a backing file, which is refused', HINT)
+  if (header.externalDataFile) throw new Failure('the qcow2 image uses an external data file, which is refused', HINT)
+  await checkQemuImg()
+  const out = await $`qemu-img info -f qcow2 --output=json ${path}`.quiet().nothrow()
+  if (out.exitCode !== 0) throw new Failure(`qemu-img cannot read the image (${out.stderr.trim().split('\n').pop()})`, 'the image file is corrupt or truncated: download or copy it again')
+  const info = JSON.parse(out.stdout) as { 'virtual-size': number; 'backing-filename'?: string; 'format-specific'?: { data?: { 'data-file'?: string } } }
+  if (info['backing-filename']) throw new Failure('the qcow2 image has a backing file, which is refused', HINT)
+  if (info['format-specific']?.data?.['data-file']) throw new Failure('the qcow2 image uses an external data file, which is refused', HINT)
+  return info['virtual-size']
+}
+
+/** Writes the image onto the target: qemu-img writes only what the image holds and zeroes
+ *  the rest of its range itself, so a reused disk holds exactly the image afterwards. */
+export async function convertQcow2(path: string, target: TargetDisk): Promise<void> {
+  // O_DIRECT (-t none) on block devices; files go through the page cache and get our fdatasync
+  const cache = target.kind === 'block' ? ['-t', 'none'] : []
+  const args = ['convert', '-f', 'qcow2', '-O', 'raw', '-n', '-W', ...cache, path, target.path]
+  debug(`running qemu-img ${args.join(' ')}`)
+  const child = track(spawn('qemu-img', args, { stdio: ['ignore', 'inherit', 'pipe'] }))
+  const errText: string[] = []
+  child.stderr!.on('data', (b: Buffer) => {
+    process.stderr.write(b)
+    errText.push(b.toString())
+  })
+  await new Promise<void>((resolve, reject) => {
+    child.once('error', reject)
+    child.once('close', (code, signal) => {
+      if (code === 0) return resolve()
+      const last = errText.join('').trim().split('\n').pop() || (signal ? `killed by ${signal}` : `exit ${code}`)
+      reject(new Failure(`qemu-img convert failed (${last})`, 'the image file is corrupt or truncated, or disk 0 failed: see the messages above'))
+    })
+  })
+}

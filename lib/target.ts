@@ -1,0 +1,74 @@
+// Disk 0 as the node sees it: a block device (plain, drbd, ext, ...) or, with the file
+// template, a regular sparse file. We write either one directly; a loop device is only
+// attached for the hooks, which expect a block device in TARGET_DISK_DEVICE.
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises'
+import { $ } from 'zx/core'
+import { Failure } from './errors.js'
+import { defer } from './cleanup.js'
+import { debug, formatBytes, info } from './log.js'
+
+export interface TargetDisk {
+  path: string
+  kind: 'block' | 'file'
+  /** Bytes we may write: the device's size, or DISK_0_SIZE when Ganeti says less. */
+  size: number
+  /** True when every byte already reads as zero (a file with no blocks allocated). */
+  knownZero: boolean
+  ino: number
+  dev: number
+}
+
+/** Linux's encoding of dev_t, as stat() returns it in st_rdev. */
+export function deviceNumbers(rdev: number): { major: number; minor: number } {
+  const big = BigInt(rdev)
+  const major = Number(((big >> 8n) & 0xfffn) | ((big >> 32n) & ~0xfffn))
+  const minor = Number((big & 0xffn) | ((big >> 12n) & ~0xffn))
+  return { major, minor }
+}
+
+async function blockDeviceSize(rdev: number): Promise<number> {
+  const { major, minor } = deviceNumbers(rdev)
+  const sectors = await readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8')
+  return Number(sectors.trim()) * 512
+}
+
+export async function inspectTarget(path: string, declaredSize?: number): Promise<TargetDisk> {
+  const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    throw new Failure(`disk 0 (${path}) cannot be opened (${err.code})`, 'check that the instance disks are activated on this node')
+  })
+  let kind: TargetDisk['kind']
+  let size: number
+  if (st.isBlockDevice()) {
+    kind = 'block'
+    size = await blockDeviceSize(st.rdev)
+  } else if (st.isFile()) {
+    kind = 'file'
+    size = st.size
+  } else {
+    throw new Failure(`disk 0 (${path}) is neither a block device nor a regular file`, 'check the disk template of the instance')
+  }
+  if (declaredSize !== undefined && declaredSize > 0 && declaredSize < size) size = declaredSize
+  const knownZero = kind === 'file' && st.blocks === 0
+  debug(`disk 0: ${path} ${kind}, ${formatBytes(size)}${knownZero ? ', all zero (nothing allocated)' : ''}`)
+  return { path, kind, size, knownZero, ino: st.ino, dev: st.dev }
+}
+
+/** Opens the target for writing without creating or truncating it. */
+export async function openForWrite(path: string): Promise<FileHandle> {
+  return open(path, 'r+')
+}
+
+/** A block device for the hooks: the disk itself, or a loop device over a file disk that
+ *  stays attached until the script ends, on every path. */
+export async function blockDeviceFor(target: TargetDisk): Promise<string> {
+  if (target.kind === 'block') return target.path
+  const device = (await $`losetup --find --show --partscan ${target.path}`.quiet()).stdout.trim()
+  defer(`loop device ${device}`, async () => {
+    await $`losetup --detach ${device}`.quiet()
+    debug(`detached ${device}`)
+  })
+  info(`attached ${target.path} as ${device} for the hooks`)
+  // loop devices do not always scan their partitions by themselves here
+  await $`partx --update ${device}`.quiet().nothrow()
+  return device
+}

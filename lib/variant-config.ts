@@ -1,0 +1,114 @@
+// The per-variant config file is a shell file that the original provider sourced with
+// bash, so operators wrote shell: quotes, `export`, comments, $VAR references. We let bash
+// read it the same way (`set -a; . FILE`) and take back every variable it set.
+import { spawn } from 'node:child_process'
+import { stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Failure } from './errors.js'
+
+export const DEFAULT_CONFIG_DIR = '/etc/ganeti/instance-simpleimage'
+/** Lets tests and packagers point the scripts at another config directory. */
+export const CONFIG_DIR_VARIABLE = 'SIMPLEIMAGE_CONFIG_DIR'
+export const DEFAULT_IMAGE_STORAGE = '/tmp/ganeti-instance-simpleimage'
+export const DEFAULT_CACHE_MAX_DAYS = 7
+
+export interface VariantConfig {
+  file: string
+  hooksDir: string
+  proxy?: string
+  curlOpts: string
+  imageStorage: string
+  cacheMaxDays: number
+  /** Every variable the config file set, with the effective settings above: hooks get these. */
+  vars: Record<string, string>
+}
+
+export function variantDir(env: NodeJS.ProcessEnv, variant: string): string {
+  return join(env[CONFIG_DIR_VARIABLE] || DEFAULT_CONFIG_DIR, variant)
+}
+
+/** Splits `env -0` output into variables. */
+export function parseEnvDump(dump: string): Record<string, string> {
+  const vars: Record<string, string> = {}
+  for (const item of dump.split('\0')) {
+    const eq = item.indexOf('=')
+    if (eq > 0) vars[item.slice(0, eq)] = item.slice(eq + 1)
+  }
+  return vars
+}
+
+const SHELL_NOISE = new Set(['_', 'SHLVL', 'PWD', 'OLDPWD', 'BASH_EXECUTION_STRING'])
+
+/** The variables a config set or changed: what bash saw after sourcing, minus what it was given. */
+export function configVars(before: Record<string, string | undefined>, after: Record<string, string>): Record<string, string> {
+  const vars: Record<string, string> = {}
+  for (const [key, value] of Object.entries(after)) {
+    if (!SHELL_NOISE.has(key) && before[key] !== value) vars[key] = value
+  }
+  return vars
+}
+
+/** Applies defaults and checks the values of the settings the provider itself uses. */
+export function settingsFrom(file: string, hooksDir: string, vars: Record<string, string>): VariantConfig {
+  const daysText = (vars.DOWNLOAD_CACHE_MAX_DAYS ?? '').trim()
+  let cacheMaxDays = DEFAULT_CACHE_MAX_DAYS
+  if (daysText !== '') {
+    if (!/^\d+(\.\d+)?$/.test(daysText)) {
+      throw new Failure(`DOWNLOAD_CACHE_MAX_DAYS='${daysText}' in ${file} is not a number of days`, 'set it to a number such as 7 (0 disables reuse of downloads)')
+    }
+    cacheMaxDays = Number(daysText)
+  }
+  const imageStorage = (vars.IMAGE_STORAGE ?? '').trim() || DEFAULT_IMAGE_STORAGE
+  if (!imageStorage.startsWith('/')) {
+    throw new Failure(`IMAGE_STORAGE='${imageStorage}' in ${file} is not an absolute path`, 'set it to a directory such as /var/cache/ganeti-instance-simpleimage')
+  }
+  const proxy = (vars.PROXY ?? '').trim() || undefined
+  const curlOpts = (vars.CUSTOM_CURL_OPTS ?? '').trim()
+  return {
+    file,
+    hooksDir,
+    proxy,
+    curlOpts,
+    imageStorage,
+    cacheMaxDays,
+    vars: { ...vars, IMAGE_STORAGE: imageStorage, DOWNLOAD_CACHE_MAX_DAYS: String(cacheMaxDays), CUSTOM_CURL_OPTS: curlOpts, PROXY: proxy ?? '' },
+  }
+}
+
+async function sourceWithBash(file: string, env: NodeJS.ProcessEnv): Promise<Record<string, string>> {
+  // The config's own output goes to stderr (the OS log): stdout carries the variables.
+  const script = 'set -a; . "$1" >&2 || exit $?; exec env -0'
+  const child = spawn('bash', ['-c', script, 'simpleimage-config', file], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const out: Buffer[] = []
+  const err: Buffer[] = []
+  child.stdout.on('data', (b: Buffer) => out.push(b))
+  child.stderr.on('data', (b: Buffer) => err.push(b))
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject)
+    child.once('close', resolve)
+  })
+  const stderr = Buffer.concat(err).toString().trim()
+  if (stderr) process.stderr.write(stderr + '\n')
+  if (code !== 0) {
+    throw new Failure(`the variant config ${file} could not be read by bash (exit ${code}${stderr ? ': ' + stderr.split('\n').pop() : ''})`, 'fix its shell syntax')
+  }
+  return parseEnvDump(Buffer.concat(out).toString())
+}
+
+/** Reads $SIMPLEIMAGE_CONFIG_DIR/<variant>/config; a missing file means the defaults. */
+export async function readVariantConfig(env: NodeJS.ProcessEnv, variant: string): Promise<VariantConfig> {
+  const dir = variantDir(env, variant)
+  const file = join(dir, 'config')
+  const hooksDir = join(dir, 'hooks')
+  const st = await stat(file).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null
+    throw err
+  })
+  if (!st) return settingsFrom(file, hooksDir, {})
+  // The file is run as root: refuse one that someone else could have written.
+  if ((st.mode & 0o022) !== 0 || (st.uid !== 0 && st.uid !== process.getuid?.())) {
+    throw new Failure(`the variant config ${file} is writable by others or not owned by root`, `run chown root: ${file} && chmod go-w ${file}`)
+  }
+  const after = await sourceWithBash(file, env)
+  return settingsFrom(file, hooksDir, configVars(env, after))
+}

@@ -1,0 +1,45 @@
+// create: writes the image named by the OS parameters onto disk 0, then runs the
+// variant's hooks (ganeti-os-interface(7); Ganeti 3.0 behaviour in FIELD-NOTES §1).
+import { readDisk, readGanetiEnv } from '../lib/ganeti-env.js'
+import { parseImage, parseImageType } from '../lib/params.js'
+import { readVariantConfig } from '../lib/variant-config.js'
+import { openImage } from '../lib/source.js'
+import { blockDeviceFor, inspectTarget } from '../lib/target.js'
+import { writeImage } from '../lib/deploy.js'
+import { runHooks } from '../lib/hooks.js'
+import { defer } from '../lib/cleanup.js'
+import { Failure } from '../lib/errors.js'
+import { formatBytes, info } from '../lib/log.js'
+import { runScript } from '../lib/main.js'
+
+runScript({
+  name: 'create',
+  usage: `usage: create
+Run by Ganeti (OS API 20) to install an instance: writes the image given by the OS
+parameters image= and image_type= onto disk 0 (DISK_0_PATH), then runs the hooks in
+/etc/ganeti/instance-simpleimage/$OS_VARIANT/hooks with TARGET_DISK_DEVICE set.
+Environment: OSP_IMAGE, OSP_IMAGE_TYPE, OS_VARIANT, DISK_0_PATH, DISK_0_SIZE,
+INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
+  argv: [[]],
+  async run() {
+    const ganeti = readGanetiEnv(process.env)
+    info(`${ganeti.reinstall ? 'reinstalling' : 'installing'} ${ganeti.instanceName || '(no INSTANCE_NAME)'} with variant ${ganeti.variant}${ganeti.reinstall ? ' (INSTANCE_REINSTALL=1: disk 0 is overwritten)' : ''}`)
+    const image = parseImage(ganeti.params.image)
+    const codec = parseImageType(ganeti.params.image_type)
+    const config = await readVariantConfig(process.env, ganeti.variant)
+    const disk = readDisk(process.env, 0)
+    const target = await inspectTarget(disk.path, disk.size)
+    info(`image ${image.kind === 'url' ? 'URL' : 'file'} ${image.kind === 'url' ? image.url.href : image.path}, type ${ganeti.params.image_type}, onto ${target.path} (${target.kind}, ${formatBytes(target.size)})`)
+
+    const file = await openImage(image, config)
+    defer('image source', () => file.release())
+    if (image.kind === 'path' && file.path === target.path) throw new Failure('the image is disk 0 itself', 'give another image path')
+
+    const result = await writeImage(file.path, file.size, codec, target)
+    info(`wrote ${formatBytes(result.bytes)} to disk 0 in ${result.seconds.toFixed(1)} s (${(result.bytes / result.seconds / 1e6).toFixed(1)} MB/s), synced`)
+
+    const device = await blockDeviceFor(target)
+    const hooks = await runHooks(config.hooksDir, { ...process.env, ...config.vars, TARGET_DISK_DEVICE: device })
+    info(`done: ${ganeti.instanceName} installed from ${file.label}${hooks ? `, ${hooks} hook(s) run` : ''}`)
+  },
+})

@@ -1,0 +1,46 @@
+// verify parameters: checks the OS parameters before Ganeti creates anything. Ganeti
+// passes only OS_*, DEBUG_LEVEL, OSP_* and PATH here, and when cluster-wide defaults
+// change it passes a partial set: what is present is checked, what is absent is not.
+import { readGanetiEnv } from '../lib/ganeti-env.js'
+import { parseImage, parseImageType } from '../lib/params.js'
+import { readVariantConfig } from '../lib/variant-config.js'
+import { parseCurlOpts } from '../lib/curl-opts.js'
+import { checkLocalImage } from '../lib/source.js'
+import { checkQemuImg } from '../lib/qcow2.js'
+import { probeUrl } from '../lib/http.js'
+import { formatBytes, info } from '../lib/log.js'
+import { runScript } from '../lib/main.js'
+
+const URL_TIMEOUT_MS = 8000
+
+runScript({
+  name: 'verify',
+  usage: `usage: verify parameters
+Run by Ganeti (OS API 20) to check the OS parameters image= and image_type= before an
+instance is created or reinstalled: a known image type, qemu-img for qcow2, a readable
+local image file or an image URL that answers within ${URL_TIMEOUT_MS / 1000} seconds.`,
+  argv: [['parameters']],
+  async run() {
+    const ganeti = readGanetiEnv(process.env)
+    const { image: imageText, image_type: typeText } = ganeti.params
+    if (typeText !== undefined) {
+      const codec = parseImageType(typeText)
+      if (codec === 'qcow2') await checkQemuImg()
+      info(`image_type ${typeText}: ok`)
+    }
+    if (imageText === undefined) {
+      info(`image is not set: nothing more to check (a partial parameter set, such as cluster-wide defaults; create needs image=)`)
+      return
+    }
+    const config = await readVariantConfig(process.env, ganeti.variant)
+    const image = parseImage(imageText)
+    if (image.kind === 'path') {
+      const local = await checkLocalImage(image.path)
+      info(`image ${image.path}: readable file of ${formatBytes(local.size)}`)
+    } else {
+      const endpoint = { proxy: config.proxy, opts: parseCurlOpts(config.curlOpts) }
+      const answer = await probeUrl(image.url, endpoint, URL_TIMEOUT_MS)
+      info(`image ${image.url.href}: HTTP ${answer.status}${answer.length !== undefined ? `, ${formatBytes(answer.length)}` : ''}`)
+    }
+  },
+})
