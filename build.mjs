@@ -31,5 +31,8 @@ export async function buildAll({ outdir = 'dist', quiet = false } = {}) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  await buildAll()
+  buildAll().catch((err) => {
+    console.error(`build failed: ${err.message}`)
+    process.exit(1)
+  })
 }

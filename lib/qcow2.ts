@@ -52,6 +52,16 @@ export async function inspectQcow2(path: string): Promise<number> {
   const info = JSON.parse(out.stdout) as { 'virtual-size': number; 'backing-filename'?: string; 'format-specific'?: { data?: { 'data-file'?: string } } }
   if (info['backing-filename']) throw new Failure('the qcow2 image has a backing file, which is refused', HINT)
   if (info['format-specific']?.data?.['data-file']) throw new Failure('the qcow2 image uses an external data file, which is refused', HINT)
+  // qemu-img convert reads clusters past the end of a truncated file as zeros and succeeds:
+  // its metadata check is what finds the damage (exit 2 corrupt, 1 unreadable; 3 means
+  // only leaked clusters, which lose nothing).
+  const check = await $`qemu-img check -f qcow2 ${path}`.quiet().nothrow()
+  if (check.exitCode !== 0 && check.exitCode !== 3) {
+    const text = (check.stdout + check.stderr).trim().split('\n')
+    debug(text.slice(0, 5).join(' | '))
+    const summary = text.find((l) => /errors were found|Could not|invalid/i.test(l)) ?? `exit ${check.exitCode}`
+    throw new Failure(`qemu-img check found the qcow2 image damaged (${summary.trim()})`, 'the image file is corrupt or truncated: download or copy it again')
+  }
   return info['virtual-size']
 }
 

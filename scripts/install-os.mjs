@@ -51,7 +51,7 @@ export async function installVariant(configDir, variant) {
   return `${config} created`
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+async function main() {
   try {
     const opts = parseArgs(process.argv.slice(2))
     const node = opts.node ?? (await realpath(process.execPath))
@@ -64,3 +64,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     process.exit(1)
   }
 }
+
+if (import.meta.url === `file://${process.argv[1]}`) void main()

@@ -1,0 +1,179 @@
+// create from a local image path: every image type onto a fresh sparse file and onto a
+// loop device holding old data, byte for byte; and the ways a create must fail.
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { join } from 'node:path'
+import { writeFileSync, readFileSync, statSync } from 'node:fs'
+import { workspace, variant, ganetiEnv, runAction, makeImage, sparseDisk, dirtyLoop, readHead, loopsOf, corrupt, MiB, type Workspace } from './harness.js'
+
+const test = suite('create from a local path')
+let ws: Workspace
+let img: ReturnType<typeof makeImage>
+
+test.before(async () => {
+  ws = await workspace()
+  img = makeImage(ws.dir)
+})
+test.after(() => ws.cleanup())
+
+const env = (vars: Record<string, string | undefined>) => ganetiEnv(ws, vars)
+
+for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'qcow2']) {
+  for (const target of ['sparse file', 'dirty loop device']) {
+    test(`${type} onto a ${target}: disk equals the image`, async () => {
+      const disk = target === 'sparse file' ? sparseDisk(ws.dir, 'disk.img') : dirtyLoop(ws.dir, `dirty-${type}.img`)
+      const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, img.files[type as keyof typeof img.files]), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk, DISK_0_SIZE: '32' }))
+      assert.is(r.code, 0, r.output)
+      assert.ok(readHead(disk, img.bytes.length).equals(img.bytes), 'disk differs from the image')
+      assert.match(r.output, /wrote 20\.0 MiB to disk 0 in .* MB\/s/)
+      if (target === 'dirty loop device') assert.is(readHead(disk, 1, 32 * MiB - 1)[0], 0x5a, 'bytes past the image were touched')
+      else assert.is(statSync(disk).size, 32 * MiB, 'the disk file changed size')
+    })
+  }
+}
+
+for (const [type, file] of [['raw+gz', 'image.raw.gz'], ['raw+bzip2', 'image.raw.bz2'], ['raw+xz', 'image.raw.xz'], ['qcow2', 'image.qcow2']]) {
+  for (const how of ['truncate', 'flip'] as const) {
+    if (type === 'qcow2' && how === 'flip') continue // qcow2 data clusters carry no checksum
+    test(`${how === 'truncate' ? 'truncated' : 'corrupt'} ${type} fails the create with a one-line cause`, async () => {
+      const bad = corrupt(join(ws.dir, file), join(ws.dir, `${how}-${file}`), how)
+      const disk = sparseDisk(ws.dir, 'disk.img')
+      const r = await runAction(ws, 'create', env({ OSP_IMAGE: bad, OSP_IMAGE_TYPE: type, DISK_0_PATH: disk }))
+      assert.is.not(r.code, 0, r.output)
+      assert.match(r.lastLine, /^create failed: .*corrupt or truncated/)
+    })
+  }
+}
+
+test('a flipped qcow2 header is refused', async () => {
+  const data = Buffer.from(readFileSync(join(ws.dir, 'image.qcow2')))
+  data.fill(0xff, 0x30, 0x38) // refcount table offset
+  writeFileSync(join(ws.dir, 'flipped.qcow2'), data)
+  const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, 'flipped.qcow2'), OSP_IMAGE_TYPE: 'qcow2', DISK_0_PATH: sparseDisk(ws.dir, 'disk.img') }))
+  assert.is.not(r.code, 0)
+  assert.match(r.lastLine, /^create failed: qemu-img/)
+})
+
+test('a qcow2 with a backing file is refused before qemu-img opens it', async () => {
+  const { execFileSync } = await import('node:child_process')
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', img.raw, join(ws.dir, 'overlay.qcow2')])
+  const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, 'overlay.qcow2'), OSP_IMAGE_TYPE: 'qcow2', DISK_0_PATH: sparseDisk(ws.dir, 'disk.img') }))
+  assert.is.not(r.code, 0)
+  assert.match(r.lastLine, /backing file, which is refused/)
+})
+
+test('an image larger than the disk is refused before the first write (known size)', async () => {
+  for (const type of ['raw', 'raw+xz', 'qcow2']) {
+    const disk = dirtyLoop(ws.dir, `small-${type}.img`, 16 * MiB)
+    const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, img.files[type as 'raw']), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk, DISK_0_SIZE: '16' }))
+    assert.is.not(r.code, 0)
+    assert.match(r.lastLine, /larger than disk 0 \(16\.0 MiB\); give the instance a larger disk/)
+    assert.ok(readHead(disk, 16 * MiB).equals(Buffer.alloc(16 * MiB, 0x5a)), `${type}: the disk was written to`)
+  }
+})
+
+test('an image larger than the disk stops at the disk end (size unknown before)', async () => {
+  for (const type of ['raw+gz', 'raw+bzip2']) {
+    const disk = sparseDisk(ws.dir, 'small.img', 16 * MiB)
+    const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, img.files[type as 'raw']), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk }))
+    assert.is.not(r.code, 0)
+    assert.match(r.lastLine, /at least .* larger than disk 0/)
+    assert.is(statSync(disk).size, 16 * MiB, 'the file disk grew')
+  }
+})
+
+test('unknown type, missing parameters and missing image: clear failures', async () => {
+  const disk = sparseDisk(ws.dir, 'disk.img')
+  const cases: [Record<string, string | undefined>, RegExp][] = [
+    [{ OSP_IMAGE: img.raw, OSP_IMAGE_TYPE: 'zip' }, /unknown image_type 'zip'; use one of raw, raw\+gz/],
+    [{ OSP_IMAGE: img.raw }, /the OS parameter image_type is not set/],
+    [{ OSP_IMAGE_TYPE: 'raw' }, /the OS parameter image is not set/],
+    [{ OSP_IMAGE: join(ws.dir, 'nope.img'), OSP_IMAGE_TYPE: 'raw' }, /does not exist on this node/],
+    [{ OSP_IMAGE: 'ftp://127.0.0.1/x.img', OSP_IMAGE_TYPE: 'raw' }, /scheme 'ftp:' are not supported/],
+    [{ OSP_IMAGE: disk, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: undefined, DISK_COUNT: '0' }, /no local disk 0/],
+  ]
+  for (const [vars, pattern] of cases) {
+    const r = await runAction(ws, 'create', env({ DISK_0_PATH: disk, ...vars }))
+    assert.is(r.code, 1, r.output)
+    assert.match(r.lastLine, new RegExp('^create failed: ' + pattern.source))
+  }
+})
+
+test('device paths and other instances\' disks are refused as images', async () => {
+  const disk = sparseDisk(ws.dir, 'disk.img')
+  const dev = dirtyLoop(ws.dir, 'other-instance.img', 4 * MiB)
+  const { symlinkSync } = await import('node:fs')
+  symlinkSync(dev, join(ws.dir, 'innocent.img'))
+  for (const image of [dev, join(ws.dir, 'innocent.img'), '/proc/self/environ']) {
+    const r = await runAction(ws, 'create', env({ OSP_IMAGE: image, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: disk }))
+    assert.is(r.code, 1)
+    assert.match(r.lastLine, /is refused because it lies under \/(dev|proc)/)
+  }
+})
+
+test('hooks: run in order with Ganeti env, config vars and TARGET_DISK_DEVICE; loop device released', async () => {
+  const out = join(ws.dir, 'hook-env.txt')
+  const v = variant(ws, 'hooked', `export GREETING='hello world' # comment\n`, {
+    '10-first': `#!/bin/sh\necho "first $TARGET_DISK_DEVICE $INSTANCE_NAME $GREETING $OSP_IMAGE_TYPE $DISK_0_PATH" > ${out}\n`,
+    '20-second': `#!/bin/sh\necho "second $(head -c 4 $TARGET_DISK_DEVICE | od -An -tx1 | tr -d ' ')" >> ${out}\n`,
+    'README.txt': 'not a hook\n',
+  })
+  const disk = sparseDisk(ws.dir, 'hooked.img')
+  const r = await runAction(ws, 'create', env({ OS_VARIANT: v, OSP_IMAGE: img.raw, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: disk }))
+  assert.is(r.code, 0, r.output)
+  const lines = readFileSync(out, 'utf8').trim().split('\n')
+  assert.match(lines[0], new RegExp(`^first /dev/loop\\d+ inst1.example.org hello world raw ${disk}$`))
+  assert.is(lines[1], 'second ' + img.bytes.subarray(0, 4).toString('hex'))
+  assert.match(r.output, /hook README\.txt skipped: its name has characters/)
+  assert.is(loopsOf(disk), '', 'loop device left attached')
+})
+
+test('a failing hook fails the create, is named, and the loop device is released', async () => {
+  const v = variant(ws, 'badhook', '', { '50-broken': '#!/bin/sh\necho "hook says no" >&2\nexit 3\n' })
+  const disk = sparseDisk(ws.dir, 'badhook.img')
+  const r = await runAction(ws, 'create', env({ OS_VARIANT: v, OSP_IMAGE: img.raw, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: disk }))
+  assert.is(r.code, 1)
+  assert.match(r.output, /hook says no/)
+  assert.match(r.lastLine, /^create failed: hook 50-broken failed \(exit code 3\); see its output above/)
+  assert.is(loopsOf(disk), '')
+})
+
+test('SIGTERM during a hook: the hook is stopped, the loop device released, exit 143', async () => {
+  const v = variant(ws, 'slowhook', '', { '10-sleep': '#!/bin/sh\necho sleeping\nexec sleep 30\n' })
+  const disk = sparseDisk(ws.dir, 'slowhook.img')
+  let pid = 0
+  const running = runAction(ws, 'create', env({ OS_VARIANT: v, OSP_IMAGE: img.raw, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: disk }), { onStart: (p) => (pid = p) })
+  for (let i = 0; i < 100 && !/loop\d+/.test(loopsOf(disk)); i++) await new Promise((r) => setTimeout(r, 100))
+  await new Promise((r) => setTimeout(r, 300))
+  process.kill(pid, 'SIGTERM')
+  const r = await running
+  assert.is(r.code, 143, r.output)
+  assert.match(r.lastLine, /interrupted by SIGTERM/)
+  assert.is(loopsOf(disk), '')
+})
+
+test('DEBUG_LEVEL=1 logs the steps and commands; INSTANCE_REINSTALL=1 is noted', async () => {
+  const disk = dirtyLoop(ws.dir, 'reinstall.img')
+  const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, 'image.raw.xz'), OSP_IMAGE_TYPE: 'raw+xz', DISK_0_PATH: disk, DEBUG_LEVEL: '1', INSTANCE_REINSTALL: '1' }))
+  assert.is(r.code, 0, r.output)
+  assert.match(r.output, /reinstalling inst1\.example\.org .*INSTANCE_REINSTALL=1/)
+  assert.match(r.output, /\[debug\] running \/usr\/bin\/xz -dc -T0/)
+  assert.match(r.output, /\[debug\] disk 0: \/dev\/loop\d+ block/)
+})
+
+test('-h, --help and wrong arguments print the usage, for every script', async () => {
+  for (const action of ['create', 'import', 'export', 'rename', 'verify']) {
+    for (const args of [['-h'], ['--help']]) {
+      const r = await runAction(ws, action, env({}), { args })
+      assert.is(r.code, 0)
+      assert.match(r.output, new RegExp(`^usage: ${action}`))
+      assert.is(r.stdout.length, 0)
+    }
+    const r = await runAction(ws, action, env({}), { args: ['bogus', 'args'] })
+    assert.is(r.code, 2)
+    assert.match(r.output, /usage:/)
+    assert.match(r.lastLine, /wrong arguments/)
+  }
+})
+
+test.run()

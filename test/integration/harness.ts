@@ -1,0 +1,169 @@
+// Drives the installed OS scripts the way Ganeti does: an OS directory made by the
+// installer, a clean environment with Ganeti's variables and PATH, cwd = the OS directory.
+// Also makes the fixtures: a test image in every format, sparse file disks and loop
+// devices holding old data.
+import { spawn, execFileSync } from 'node:child_process'
+import { mkdtempSync, mkdirSync, openSync, readSync, closeSync, rmSync, writeFileSync, chmodSync, readFileSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+// @ts-expect-error: a plain .mjs module without type declarations
+import { installOsDir } from '../../scripts/install-os.mjs'
+
+export const GANETI_PATH = '/sbin:/bin:/usr/sbin:/usr/bin'
+export const MiB = 1 << 20
+
+export interface Workspace {
+  dir: string
+  osDir: string
+  configDir: string
+  cleanup(): void
+}
+
+const loops: string[] = []
+
+export async function workspace(node = process.execPath): Promise<Workspace> {
+  const dir = mkdtempSync(join(tmpdir(), 'simpleimage-it-'))
+  const osDir = join(dir, 'os', 'simpleimage')
+  const configDir = join(dir, 'etc')
+  mkdirSync(configDir, { recursive: true })
+  await installOsDir(osDir, node)
+  return {
+    dir,
+    osDir,
+    configDir,
+    cleanup() {
+      while (loops.length) detachLoop(loops.pop()!)
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** A variant with its own config text, hooks and (unless the config sets one) cache dir. */
+export function variant(ws: Workspace, name: string, config = '', hooks: Record<string, string> = {}): string {
+  const dir = join(ws.configDir, name)
+  mkdirSync(join(dir, 'hooks'), { recursive: true })
+  const storage = /IMAGE_STORAGE=/.test(config) ? '' : `IMAGE_STORAGE=${join(ws.dir, 'cache-' + name)}\n`
+  writeFileSync(join(dir, 'config'), storage + config, { mode: 0o644 })
+  for (const [hook, text] of Object.entries(hooks)) {
+    writeFileSync(join(dir, 'hooks', hook), text)
+    chmodSync(join(dir, 'hooks', hook), 0o755)
+  }
+  return name
+}
+
+export function ganetiEnv(ws: Workspace, vars: Record<string, string | undefined>): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: GANETI_PATH, OS_API_VERSION: '20', OS_NAME: 'simpleimage', OS_VARIANT: 'default', INSTANCE_OS: 'simpleimage+default',
+    INSTANCE_NAME: 'inst1.example.org', DEBUG_LEVEL: '0', HYPERVISOR: 'fake', DISK_COUNT: '1', NIC_COUNT: '0',
+    SIMPLEIMAGE_CONFIG_DIR: ws.configDir,
+  }
+  for (const [k, v] of Object.entries(vars)) if (v === undefined) delete env[k]; else env[k] = v
+  return env
+}
+
+export interface Run {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: Buffer
+  output: string
+  lastLine: string
+  sizeFd?: string
+}
+
+export function runAction(ws: Workspace, action: string, env: Record<string, string>, opts: { args?: string[]; stdin?: Buffer; sizeFd?: boolean; onStart?: (pid: number) => void } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const stdio: ('pipe' | 'ignore')[] = [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe']
+    if (opts.sizeFd) stdio.push('pipe')
+    const child = spawn(join(ws.osDir, action), opts.args ?? (action === 'verify' ? ['parameters'] : []), { cwd: ws.osDir, env: opts.sizeFd ? { ...env, EXP_SIZE_FD: '3' } : env, stdio })
+    const out: Buffer[] = []
+    let output = ''
+    let sizeFd = ''
+    child.stdout!.on('data', (b: Buffer) => out.push(b))
+    child.stderr!.on('data', (b: Buffer) => (output += b))
+    if (opts.sizeFd) (child.stdio[3] as NodeJS.ReadableStream).on('data', (b: Buffer) => (sizeFd += b))
+    if (opts.stdin) child.stdin!.end(opts.stdin)
+    child.once('error', reject)
+    child.once('spawn', () => opts.onStart?.(child.pid!))
+    child.once('close', (code, signal) => {
+      const stdout = Buffer.concat(out)
+      const all = action === 'export' ? output : output + stdout.toString()
+      const lines = output.trimEnd().split('\n')
+      resolve({ code, signal, stdout, output: all, lastLine: lines[lines.length - 1], sizeFd })
+    })
+  })
+}
+
+/** The test image: data at the places a disk image has it, zeros between, and a length
+ *  that is no multiple of the 4 MiB write block. */
+export function makeImage(dir: string): { raw: string; bytes: Buffer; files: Record<string, string> } {
+  const bytes = Buffer.alloc(20 * MiB + 7 * 512)
+  randomBytes(MiB).copy(bytes, 0)
+  randomBytes(3 * MiB).copy(bytes, 6 * MiB)
+  randomBytes(2 * MiB + 7 * 512).copy(bytes, 18 * MiB)
+  const raw = join(dir, 'image.raw')
+  writeFileSync(raw, bytes)
+  const sh = (cmd: string) => execFileSync('bash', ['-c', cmd], { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] })
+  sh('gzip -kc image.raw > image.raw.gz && bzip2 -kc image.raw > image.raw.bz2 && xz -kc image.raw > image.raw.xz')
+  sh('qemu-img convert -f raw -O qcow2 image.raw image.qcow2')
+  const files = { raw: 'image.raw', 'raw+gz': 'image.raw.gz', 'raw+bzip2': 'image.raw.bz2', 'raw+bz2': 'image.raw.bz2', 'raw+xz': 'image.raw.xz', qcow2: 'image.qcow2' }
+  return { raw, bytes, files }
+}
+
+export function sparseDisk(dir: string, name: string, size = 32 * MiB): string {
+  const path = join(dir, name)
+  rmSync(path, { force: true })
+  execFileSync('truncate', ['-s', String(size), path])
+  return path
+}
+
+/** A loop device over a file full of 0x5a: a reused disk holding an old instance. */
+export function dirtyLoop(dir: string, name: string, size = 32 * MiB): string {
+  const backing = join(dir, name)
+  writeFileSync(backing, Buffer.alloc(size, 0x5a))
+  const dev = execFileSync('losetup', ['--find', '--show', backing]).toString().trim()
+  loops.push(dev)
+  return dev
+}
+
+export function detachLoop(dev: string): void {
+  try {
+    execFileSync('losetup', ['--detach', dev], { stdio: 'ignore' })
+  } catch {
+    // already gone
+  }
+}
+
+export function readHead(path: string, length: number, offset = 0): Buffer {
+  const fd = openSync(path, 'r')
+  const buf = Buffer.alloc(length)
+  let got = 0
+  try {
+    while (got < length) {
+      const n = readSync(fd, buf, got, length - got, offset + got)
+      if (n === 0) break
+      got += n
+    }
+  } finally {
+    closeSync(fd)
+  }
+  return buf.subarray(0, got)
+}
+
+/** Loop devices still attached to a file: none may be left behind. */
+export function loopsOf(file: string): string {
+  return execFileSync('losetup', ['-j', file, '-O', 'NAME', '-n']).toString().trim()
+}
+
+export function corrupt(src: string, dest: string, how: 'truncate' | 'flip'): string {
+  const data = readFileSync(src)
+  if (how === 'truncate') writeFileSync(dest, data.subarray(0, Math.floor(data.length / 2)))
+  else {
+    const copy = Buffer.from(data)
+    for (let i = Math.floor(copy.length / 3); i < Math.floor(copy.length / 3) + 4096; i++) copy[i] ^= 0xff
+    writeFileSync(dest, copy)
+  }
+  return dest
+}
+
+export const exists = existsSync
