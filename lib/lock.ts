@@ -2,7 +2,6 @@
 // child process for as long as its stdin stays open, so it is released when we release
 // it, when we exit, and even when we are killed with SIGKILL (the pipe closes).
 import { spawn } from 'node:child_process'
-import type { Socket } from 'node:net'
 import { debug } from './log.js'
 
 export interface Lock {
@@ -24,9 +23,6 @@ export async function acquireLock(path: string, mode: 'shared' | 'exclusive', wa
     throw new Error(`flock ${path} failed (exit ${code})`)
   }
   debug(`locked ${path} (${mode})`)
-  // an unreleased lock must not keep the script alive: it dies with us anyway
-  child.unref()
-  for (const pipe of [child.stdin, child.stdout]) (pipe as unknown as Socket).unref()
   return {
     release: async () => {
       child.stdin.end()

@@ -43,6 +43,15 @@ export function runScript(script: Script): void {
     })
   }
 
+  // Node exits when nothing is left to wait for, even with run() still pending: that must
+  // never pass for success.
+  process.on('exit', (code) => {
+    if (!finished && code === 0) {
+      finalFailure(`${script.name} stopped before finishing (internal error); run it again with DEBUG_LEVEL=1 and report the log`)
+      process.exitCode = 70
+    }
+  })
+
   script.run(args).then(
     async () => {
       if (finished) return

@@ -1,0 +1,199 @@
+// create from http(s) URLs: a real HTTP(S) server and a real proxy (tinyproxy) on
+// 127.0.0.1, the download cache and its lock, curl options, and download failures.
+import { suite } from 'uvu'
+import * as assert from 'uvu/assert'
+import { join } from 'node:path'
+import { mkdirSync, readdirSync, utimesSync, writeFileSync, existsSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { randomBytes } from 'node:crypto'
+import { workspace, variant, ganetiEnv, runAction, makeImage, sparseDisk, dirtyLoop, readHead, MiB, type Workspace } from './harness.js'
+import { startHttpServer, type TestServer } from '../support/http-server.js'
+import { makeCerts, type TestCerts } from '../support/certs.js'
+import { startProxy, type TestProxy } from '../support/proxy.js'
+
+const test = suite('create from a URL')
+let ws: Workspace
+let img: ReturnType<typeof makeImage>
+let web: TestServer
+let tls: TestServer
+let certs: TestCerts
+let proxy: TestProxy
+
+test.before(async () => {
+  ws = await workspace()
+  img = makeImage(ws.dir)
+  writeFileSync(join(ws.dir, 'small.raw'), randomBytes(3 * MiB))
+  web = await startHttpServer({ root: ws.dir })
+  mkdirSync(join(ws.dir, 'certs'))
+  certs = await makeCerts(join(ws.dir, 'certs'))
+  tls = await startHttpServer({ root: ws.dir, tls: { key: certs.keyFile, cert: certs.certFile } })
+  mkdirSync(join(ws.dir, 'proxy'))
+  proxy = await startProxy(join(ws.dir, 'proxy'))
+})
+test.after(async () => {
+  await Promise.all([web?.close(), tls?.close(), proxy?.close()])
+  ws.cleanup()
+})
+
+const create = (vars: Record<string, string | undefined>, opts = {}) => runAction(ws, 'create', ganetiEnv(ws, vars), opts)
+const cacheFiles = (v: string) => (existsSync(join(ws.dir, 'cache-' + v)) ? readdirSync(join(ws.dir, 'cache-' + v)) : [])
+
+async function closedPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const port = (server.address() as { port: number }).port
+  await new Promise((r) => server.close(r))
+  return port
+}
+
+for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'qcow2']) {
+  test(`${type} from a URL onto a sparse file (cache miss) and a dirty loop device (cache hit)`, async () => {
+    const v = variant(ws, `web-${type.replace('+', '-')}`)
+    const url = web.url('/' + img.files[type as 'raw'])
+    for (const [target, cache] of [['file', 'miss'], ['loop', 'hit']]) {
+      const disk = target === 'file' ? sparseDisk(ws.dir, 'disk.img') : dirtyLoop(ws.dir, `dirty-url-${type}.img`)
+      const r = await create({ OS_VARIANT: v, OSP_IMAGE: url, OSP_IMAGE_TYPE: type, DISK_0_PATH: disk })
+      assert.is(r.code, 0, r.output)
+      assert.match(r.output, new RegExp(`cache ${cache}: ${url}`))
+      assert.ok(readHead(disk, img.bytes.length).equals(img.bytes), `${target}: disk differs from the image`)
+    }
+    assert.is(web.hits('/' + img.files[type as 'raw']), type === 'raw+bz2' ? 2 : 1) // raw+bz2 and raw+bzip2 share a file
+    const entries = cacheFiles(v).filter((f) => f.endsWith('.image'))
+    assert.is(entries.length, 1)
+  })
+}
+
+test('HTTP 404 and a refused connection fail with the cause', async () => {
+  const v = variant(ws, 'errors')
+  let r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/status/404'), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'd.img') })
+  assert.is(r.code, 1)
+  assert.match(r.lastLine, /^create failed: the server answered HTTP 404 Not Found for http:\/\/127\.0\.0\.1:\d+\/status\/404; check the image URL/)
+  r = await create({ OS_VARIANT: v, OSP_IMAGE: `http://127.0.0.1:${await closedPort()}/x.img`, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'd.img') })
+  assert.is(r.code, 1)
+  assert.match(r.lastLine, /the connection to 127\.0\.0\.1:\d+ was refused/)
+  assert.equal(cacheFiles(v).filter((f) => !f.endsWith('.lock')), [])
+})
+
+test('eight parallel creates of one URL: one download, eight correct disks', async () => {
+  const v = variant(ws, 'parallel')
+  const before = web.hits('/image.raw.gz')
+  const disks = Array.from({ length: 8 }, (_, i) => sparseDisk(ws.dir, `par-${i}.img`))
+  const runs = await Promise.all(disks.map((disk) => create({ OS_VARIANT: v, OSP_IMAGE: web.url('/slow/image.raw.gz'), OSP_IMAGE_TYPE: 'raw+gz', DISK_0_PATH: disk })))
+  for (const r of runs) assert.is(r.code, 0, r.output)
+  assert.is(web.hits('/image.raw.gz') - before, 1, 'downloaded more than once')
+  assert.is(runs.filter((r) => /cache miss/.test(r.output)).length, 1)
+  for (const disk of disks) assert.ok(readHead(disk, img.bytes.length).equals(img.bytes))
+})
+
+test('an expired entry is fetched again; files that are not entries are never removed', async () => {
+  const v = variant(ws, 'expiry', 'DOWNLOAD_CACHE_MAX_DAYS=2\n')
+  const url = web.url('/small.raw')
+  const first = await create({ OS_VARIANT: v, OSP_IMAGE: url, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'e.img') })
+  assert.is(first.code, 0, first.output)
+  const dir = join(ws.dir, 'cache-expiry')
+  const old = new Date(Date.now() - 3 * 86400_000)
+  const entry = readdirSync(dir).find((f) => f.endsWith('.image'))!
+  writeFileSync(join(dir, 'operator-notes.txt'), 'keep me')
+  writeFileSync(join(dir, 'debian.image'), 'not ours')
+  for (const f of [entry, 'operator-notes.txt', 'debian.image']) utimesSync(join(dir, f), old, old)
+  const hits = web.hits('/small.raw')
+  const second = await create({ OS_VARIANT: v, OSP_IMAGE: url, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'e.img') })
+  assert.is(second.code, 0, second.output)
+  assert.match(second.output, /removed expired entry/)
+  assert.match(second.output, /cache miss/)
+  assert.is(web.hits('/small.raw'), hits + 1)
+  assert.ok(existsSync(join(dir, 'operator-notes.txt')) && existsSync(join(dir, 'debian.image')))
+})
+
+test('an interrupted download fails and leaves nothing in the cache', async () => {
+  const v = variant(ws, 'truncated')
+  const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/truncate/image.raw'), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 't.img') })
+  assert.is(r.code, 1, r.output)
+  assert.match(r.lastLine, /^create failed: /)
+  assert.match(r.lastLine, /ended after \d+ of 20975104 bytes|socket hang up|aborted|ECONNRESET|Premature close/i)
+  assert.equal(cacheFiles(v).filter((f) => !f.endsWith('.lock')), [])
+})
+
+test('SIGTERM during a download: exit 143, no partial file, the lock is free again', async () => {
+  const v = variant(ws, 'sigterm')
+  let pid = 0
+  const running = create({ OS_VARIANT: v, OSP_IMAGE: web.url('/slow/image.raw'), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 's.img') }, { onStart: (p: number) => (pid = p) })
+  for (let i = 0; i < 50 && !cacheFiles(v).some((f) => f.includes('.part-')); i++) await new Promise((r) => setTimeout(r, 100))
+  process.kill(pid, 'SIGTERM')
+  const r = await running
+  assert.is(r.code, 143, r.output)
+  assert.equal(cacheFiles(v).filter((f) => !f.endsWith('.lock')), [])
+  const again = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/small.raw'), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 's.img') })
+  assert.is(again.code, 0, again.output)
+})
+
+test('http and https through a real proxy (config with export, quotes and comments)', async () => {
+  const v = variant(ws, 'proxied', `# proxy for everything\nexport PROXY="${proxy.url}"  # tinyproxy\nCUSTOM_CURL_OPTS='--cacert ${certs.caFile}'\n`)
+  for (const url of [web.url('/small.raw'), tls.url('/image.raw.xz')]) {
+    const r = await create({ OS_VARIANT: v, OSP_IMAGE: url, OSP_IMAGE_TYPE: url.endsWith('.xz') ? 'raw+xz' : 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'p.img') })
+    assert.is(r.code, 0, r.output)
+  }
+  assert.ok(readHead(join(ws.dir, 'p.img'), img.bytes.length).equals(img.bytes))
+  const log = proxy.log()
+  assert.match(log, new RegExp(`GET ${web.origin}/small.raw`.replace(/\./g, '\\.')))
+  assert.match(log, new RegExp(`CONNECT ${tls.origin.replace('https://', '')}`.replace(/\./g, '\\.')))
+})
+
+test('TLS is verified: an unknown CA fails; --cacert, --capath and -k work (direct and via proxy)', async () => {
+  const url = tls.url('/small.raw')
+  const run = (name: string, config: string) => create({ OS_VARIANT: variant(ws, name, config), OSP_IMAGE: url, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'tls.img') })
+  let r = await run('tls-default', '')
+  assert.is(r.code, 1)
+  assert.match(r.lastLine, /TLS certificate of 127\.0\.0\.1:\d+ is not trusted/)
+  r = await run('tls-proxy-default', `PROXY=${proxy.url}\n`)
+  assert.is(r.code, 1)
+  assert.match(r.lastLine, /not trusted/)
+  for (const [name, config] of [['tls-cacert', `CUSTOM_CURL_OPTS="--cacert ${certs.caFile}"`], ['tls-capath', `CUSTOM_CURL_OPTS="--capath ${certs.caDir}"`], ['tls-k', 'CUSTOM_CURL_OPTS=-k'], ['tls-k-proxy', `CUSTOM_CURL_OPTS=--insecure\nPROXY=${proxy.url}`]]) {
+    r = await run(name, config + '\n')
+    assert.is(r.code, 0, `${name}: ${r.output}`)
+  }
+})
+
+test('credentials: from the URL or -u, sent as Basic auth, never logged; -H adds headers', async () => {
+  const v = variant(ws, 'creds', 'DEBUG_LEVEL=1\n')
+  const url = web.url('/auth/small.raw').replace('http://', 'http://u:p%40ss@')
+  let r = await create({ OS_VARIANT: v, OSP_IMAGE: url, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'c.img'), DEBUG_LEVEL: '1' })
+  assert.is(r.code, 0, r.output)
+  assert.not.match(r.output, /p%40ss|p@ss/)
+  assert.match(r.output, /http:\/\/\*\*\*@127\.0\.0\.1/)
+  r = await create({ OS_VARIANT: variant(ws, 'creds-u', `CUSTOM_CURL_OPTS="-u 'u:p@ss' -H 'X-Token: t0k'"\n`), OSP_IMAGE: web.url('/auth/small.raw'), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'c.img'), DEBUG_LEVEL: '1' })
+  assert.is(r.code, 0, r.output)
+  assert.not.match(r.output, /p@ss/)
+  r = await create({ OS_VARIANT: variant(ws, 'header', `CUSTOM_CURL_OPTS="-H 'X-Token: t0k'"\n`), OSP_IMAGE: web.url('/needheader/small.raw'), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'c.img') })
+  assert.is(r.code, 0, r.output)
+})
+
+test('redirects are followed', async () => {
+  const r = await create({ OS_VARIANT: variant(ws, 'redirect'), OSP_IMAGE: web.url('/redirect/small.raw'), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'r.img') })
+  assert.is(r.code, 0, r.output)
+})
+
+test('curl options: --retry on 503, --max-time, --connect-timeout, --limit-rate, unknown option refused', async () => {
+  const run = (name: string, config: string, path: string) => create({ OS_VARIANT: variant(ws, name, config), OSP_IMAGE: web.url(path), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'o.img') })
+  const before503 = web.requests.filter((q) => q.path === '/status/503').length
+  let r = await run('retry', 'CUSTOM_CURL_OPTS="--retry 2"\n', '/status/503')
+  assert.is(r.code, 1)
+  assert.is(web.requests.filter((q) => q.path === '/status/503').length - before503, 3)
+  assert.match(r.output, /retrying in 1 s \(1 of 2\)/)
+  assert.match(r.lastLine, /HTTP 503/)
+  r = await run('maxtime', 'CUSTOM_CURL_OPTS="-m 1"\n', '/slow/image.raw')
+  assert.is(r.code, 1)
+  assert.match(r.lastLine, /timed out/)
+  r = await run('connect-timeout', 'CUSTOM_CURL_OPTS="--connect-timeout 1"\n', '/hang/small.raw')
+  assert.is(r.code, 1)
+  assert.match(r.lastLine, /timed out/)
+  const start = Date.now()
+  r = await run('limit-rate', 'CUSTOM_CURL_OPTS="--limit-rate 2M"\n', '/small.raw')
+  assert.is(r.code, 0, r.output)
+  assert.ok(Date.now() - start >= 1000, '3 MiB at 2 MiB/s took less than a second')
+  r = await run('unknown-opt', 'CUSTOM_CURL_OPTS="--retry 1 --compressed"\n', '/small.raw')
+  assert.is(r.code, 1)
+  assert.match(r.lastLine, /CUSTOM_CURL_OPTS contains the option --compressed, which this provider does not support/)
+})
+
+test.run()
