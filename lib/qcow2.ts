@@ -3,7 +3,8 @@
 // someone else made that would let them read any file on the node, so both are refused:
 // first from the header, before qemu-img opens anything, then from qemu-img info.
 import { spawn } from 'node:child_process'
-import { open } from 'node:fs/promises'
+import { access, constants, open } from 'node:fs/promises'
+import { join } from 'node:path'
 import { $ } from 'zx/core'
 import { Failure } from './errors.js'
 import { track } from './cleanup.js'
@@ -29,8 +30,9 @@ export function parseQcow2Header(buf: Buffer): Qcow2Header | null {
 }
 
 export async function checkQemuImg(): Promise<void> {
-  const found = await $`command -v qemu-img`.quiet().nothrow()
-  if (found.exitCode !== 0) throw new Failure('qemu-img is not installed on this node, and image_type qcow2 needs it', 'install it with apt-get install qemu-utils')
+  const dirs = (process.env.PATH ?? '').split(':').filter(Boolean)
+  const found = await Promise.any(dirs.map((d) => access(join(d, 'qemu-img'), constants.X_OK))).then(() => true, () => false)
+  if (!found) throw new Failure('qemu-img is not installed on this node, and image_type qcow2 needs it', 'install it with apt-get install qemu-utils')
 }
 
 /** Checks a qcow2 file and returns its virtual (disk) size. */

@@ -1,0 +1,29 @@
+#!/bin/bash
+# Installs what the provider, its demo and its tests need on a Debian 12 machine (as root):
+# Debian packages, Debian's own node 18 beside the system node (to prove the bundles run
+# on it), and the npm packages from package-lock.json. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+[ "$(id -u)" = 0 ] || { echo "setup-deps.sh: run as root (apt-get install)" >&2; exit 1; }
+
+PKGS=(bash coreutils util-linux mount fdisk e2fsprogs xz-utils bzip2 gzip lbzip2 pigz zstd
+      qemu-utils openssl tinyproxy python3 curl ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ] || ! apt-cache madison nodejs 2>/dev/null | grep -q debian.org; then
+  echo "setup-deps: apt-get install ${missing[*]:-(package lists only)}"
+  apt-get update -q >/dev/null
+  [ ${#missing[@]} -eq 0 ] || apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# tinyproxy's package starts a system-wide daemon; the tests start their own
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl disable --now tinyproxy >/dev/null 2>&1 || true
+else service tinyproxy stop >/dev/null 2>&1 || true; fi
+
+echo "setup-deps: node 18 for the compatibility test: $(bash test/support/node18.sh)"
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+echo "setup-deps: done (node $(node -v), npm $(npm -v))"
