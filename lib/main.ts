@@ -1,6 +1,7 @@
 // The frame every OS script runs in: usage and -h, DEBUG_LEVEL, signals, cleanup, and the
 // rule that a failure ends with a non-zero exit and one last line saying what to do.
-import { finalFailure, info, setupLog } from './log.js'
+import { $ } from 'zx/core'
+import { debug, finalFailure, info, setupLog } from './log.js'
 import { Failure, errorMessage } from './errors.js'
 import { runCleanups, stopChildren } from './cleanup.js'
 
@@ -16,6 +17,10 @@ export interface Script {
 export function runScript(script: Script): void {
   const args = process.argv.slice(2)
   setupLog(script.name, process.env.DEBUG_LEVEL !== undefined && process.env.DEBUG_LEVEL !== '0' && process.env.DEBUG_LEVEL !== '')
+  // commands run through zx appear in the log with DEBUG_LEVEL=1, and nothing else of zx's
+  $.log = (entry) => {
+    if (entry.kind === 'cmd') debug(`running ${entry.cmd}`)
+  }
   if (args[0] === '-h' || args[0] === '--help') {
     process.stderr.write(script.usage.trimEnd() + '\n')
     return

@@ -160,6 +160,7 @@ test('DEBUG_LEVEL=1 logs the steps and commands; INSTANCE_REINSTALL=1 is noted',
   assert.match(r.output, /reinstalling inst1\.example\.org .*INSTANCE_REINSTALL=1/)
   assert.match(r.output, /\[debug\] running \/usr\/bin\/xz -dc -T0/)
   assert.match(r.output, /\[debug\] disk 0: \/dev\/loop\d+ block/)
+  assert.match(r.output, /\[debug\] running xz --robot --list /)
 })
 
 test('-h, --help and wrong arguments print the usage, for every script', async () => {

@@ -3,7 +3,8 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { join } from 'node:path'
-import { mkdirSync, readdirSync, utimesSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdirSync, readdirSync, utimesSync, writeFileSync, existsSync, statSync } from 'node:fs'
+import { spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { workspace, variant, ganetiEnv, runAction, makeImage, sparseDisk, dirtyLoop, readHead, MiB, type Workspace } from './harness.js'
@@ -60,6 +61,8 @@ for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'qcow2'])
     assert.is(web.hits('/' + img.files[type as 'raw']), type === 'raw+bz2' ? 2 : 1) // raw+bz2 and raw+bzip2 share a file
     const entries = cacheFiles(v).filter((f) => f.endsWith('.image'))
     assert.is(entries.length, 1)
+    assert.is(statSync(join(ws.dir, 'cache-' + v, entries[0])).mode & 0o777, 0o600, 'cache entries are for root only')
+    assert.is(statSync(join(ws.dir, 'cache-' + v)).mode & 0o077, 0, 'the cache directory is for root only')
   })
 }
 
@@ -103,6 +106,26 @@ test('an expired entry is fetched again; files that are not entries are never re
   assert.match(second.output, /cache miss/)
   assert.is(web.hits('/small.raw'), hits + 1)
   assert.ok(existsSync(join(dir, 'operator-notes.txt')) && existsSync(join(dir, 'debian.image')))
+})
+
+test('expiry never removes an entry in use', async () => {
+  const v = variant(ws, 'inuse', 'DOWNLOAD_CACHE_MAX_DAYS=1\n')
+  const dir = join(ws.dir, 'cache-inuse')
+  const first = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/small.raw'), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'u.img') })
+  assert.is(first.code, 0, first.output)
+  const entry = readdirSync(dir).find((f) => f.endsWith('.image'))!
+  const old = new Date(Date.now() - 2 * 86400_000)
+  utimesSync(join(dir, entry), old, old)
+  // another create is writing from this entry: it holds the entry's lock shared
+  const holder = spawn('flock', ['-s', join(dir, entry.replace('.image', '.lock')), 'sleep', '30'], { stdio: 'ignore' })
+  await new Promise((r) => setTimeout(r, 300))
+  try {
+    const other = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/image.raw.gz'), OSP_IMAGE_TYPE: 'raw+gz', DISK_0_PATH: sparseDisk(ws.dir, 'u.img') })
+    assert.is(other.code, 0, other.output)
+    assert.ok(existsSync(join(dir, entry)), 'an entry in use was expired')
+  } finally {
+    holder.kill()
+  }
 })
 
 test('an interrupted download fails and leaves nothing in the cache', async () => {
