@@ -5,9 +5,8 @@ import * as assert from 'uvu/assert'
 import { join } from 'node:path'
 import { mkdirSync, readdirSync, utimesSync, writeFileSync, existsSync, statSync } from 'node:fs'
 import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
 import { randomBytes } from 'node:crypto'
-import { workspace, variant, ganetiEnv, runAction, makeImage, sparseDisk, dirtyLoop, readHead, MiB, type Workspace } from './harness.js'
+import { closedPort, workspace, variant, ganetiEnv, runAction, makeImage, sparseDisk, dirtyLoop, readHead, MiB, type Workspace } from './harness.js'
 import { startHttpServer, type TestServer } from '../support/http-server.js'
 import { makeCerts, type TestCerts } from '../support/certs.js'
 import { startProxy, type TestProxy } from '../support/proxy.js'
@@ -38,14 +37,6 @@ test.after(async () => {
 
 const create = (vars: Record<string, string | undefined>, opts = {}) => runAction(ws, 'create', ganetiEnv(ws, vars), opts)
 const cacheFiles = (v: string) => (existsSync(join(ws.dir, 'cache-' + v)) ? readdirSync(join(ws.dir, 'cache-' + v)) : [])
-
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const port = (server.address() as { port: number }).port
-  await new Promise((r) => server.close(r))
-  return port
-}
 
 for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'qcow2']) {
   test(`${type} from a URL onto a sparse file (cache miss) and a dirty loop device (cache hit)`, async () => {

@@ -7,6 +7,7 @@ import { mkdtempSync, mkdirSync, openSync, readSync, closeSync, rmSync, writeFil
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
+import { createServer } from 'node:net'
 // @ts-expect-error: a plain .mjs module without type declarations
 import { installOsDir } from '../../scripts/install-os.mjs'
 
@@ -167,3 +168,12 @@ export function corrupt(src: string, dest: string, how: 'truncate' | 'flip'): st
 }
 
 export const exists = existsSync
+
+/** A port on 127.0.0.1 where nothing listens: connections to it are refused. */
+export async function closedPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const port = (server.address() as { port: number }).port
+  await new Promise((r) => server.close(r))
+  return port
+}

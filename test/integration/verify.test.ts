@@ -3,8 +3,7 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { join } from 'node:path'
 import { writeFileSync, chmodSync, mkdirSync } from 'node:fs'
-import { createServer } from 'node:net'
-import { workspace, variant, runAction, GANETI_PATH, type Workspace } from './harness.js'
+import { closedPort, workspace, variant, runAction, GANETI_PATH, type Workspace } from './harness.js'
 import { startHttpServer, type TestServer } from '../support/http-server.js'
 import { startProxy, type TestProxy } from '../support/proxy.js'
 
@@ -32,14 +31,6 @@ const verify = (osp: Record<string, string>, os_variant = 'default') => {
   const env: Record<string, string> = { PATH: GANETI_PATH, OS_API_VERSION: '20', OS_NAME: 'simpleimage', OS_VARIANT: os_variant, DEBUG_LEVEL: '0', SIMPLEIMAGE_CONFIG_DIR: ws.configDir }
   for (const [k, v] of Object.entries(osp)) env[`OSP_${k.toUpperCase()}`] = v
   return runAction(ws, 'verify', env)
-}
-
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const port = (server.address() as { port: number }).port
-  await new Promise((r) => server.close(r))
-  return port
 }
 
 test('a readable local image and a known type pass', async () => {

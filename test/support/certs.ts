@@ -27,9 +27,10 @@ async function openssl(cwd: string, ...args: string[]): Promise<string> {
   }
 }
 
-/** Create CA and server certificate files in `dir` (which must exist). */
+/** Create CA and server certificate files in `dir` (created if missing). */
 export async function makeCerts(dir: string): Promise<TestCerts> {
   const f = (n: string) => path.join(dir, n);
+  await fsp.mkdir(dir, { recursive: true });
   // EC keys: generated instantly, supported by curl, wget and node alike.
   const newkey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   await openssl(dir, 'req', '-x509', ...newkey, '-keyout', f('ca.key'), '-out', f('ca.pem'),

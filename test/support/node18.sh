@@ -23,7 +23,7 @@ if v=$("$DIR/node" -v 2>/dev/null) && [[ $v == v18.* ]]; then echo "$v"; exit 0;
 PKGS=(libc-ares2 node-acorn node-cjs-module-lexer node-undici)
 sim=$(apt-get install -s --no-install-recommends "${PKGS[@]}" 2>&1) || die "apt-get cannot install ${PKGS[*]}: $sim"
 if grep -Eq '^(Inst|Remv) (nodejs|libnode)' <<<"$sim"; then
-  die "installing ${PKGS[*]} would change the system nodejs; refusing:
+  die "installing ${PKGS[*]} would install/replace the system nodejs (install NodeSource nodejs first); refusing:
 $(grep -E '^(Inst|Remv)' <<<"$sim")"
 fi
 log=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PKGS[@]}" 2>&1) \
@@ -31,11 +31,11 @@ log=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommen
 $log"
 
 # Highest nodejs version that comes from a debian.org archive (not NodeSource).
-ver=$(apt-cache madison nodejs | awk -F'|' '$3 ~ /debian\.org/ { gsub(/ /, "", $2); print $2; exit }')
+# (madison lists newest first; awk reads all input so pipefail never sees a SIGPIPE.)
+ver=$(apt-cache madison nodejs | awk -F'|' '!v && $3 ~ /debian\.org/ { v = $2; gsub(/ /, "", v) } END { print v }')
 [[ $ver == 18.* ]] || die "no Debian nodejs 18 in apt sources (apt-cache madison nodejs gave '${ver:-nothing}'); run apt-get update?"
 
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-chmod 755 "$tmp"  # lets apt's _apt sandbox user write there (avoids an "unsandboxed" warning)
 log=$(cd "$tmp" && apt-get download -q "nodejs=$ver" "libnode108=$ver" 2>&1) \
   || die "apt-get download nodejs=$ver libnode108=$ver failed:
 $log"

@@ -34,8 +34,9 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-/** Start tinyproxy with its config and log file in `dir` (which must exist). */
+/** Start tinyproxy with its config and log file in `dir` (created if missing). */
 export async function startProxy(dir: string): Promise<TestProxy> {
+  await fsp.mkdir(dir, { recursive: true });
   for (let attempt = 1; ; attempt++) {
     try {
       return await startOnce(dir, await freePort());
@@ -73,7 +74,11 @@ async function startOnce(dir: string, port: number): Promise<TestProxy> {
   });
   const readLog = () => { try { return readFileSync(logFile, 'utf8'); } catch { return ''; } };
 
+  // Safety net: never leave a tinyproxy behind if the test process ends without close().
+  const killOnExit = () => { if (exited === null) child.kill('SIGKILL'); };
+  process.once('exit', killOnExit);
   const stop = async () => {
+    process.removeListener('exit', killOnExit);
     if (exited === null) {
       child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 3000);
