@@ -1,5 +1,5 @@
 // Opens an image file as a stream of its uncompressed bytes. gzip is decoded in-process by
-// Node's zlib; bzip2 and xz by their command-line tools (the parallel ones where
+// Node's zlib; bzip2, xz and zstd by their command-line tools (the parallel ones where
 // installed), reading the file directly and handing us their output through a pipe,
 // so that memory stays bounded by the pipe and our two write buffers.
 import { spawn } from 'node:child_process'
@@ -11,7 +11,7 @@ import { $ } from 'zx/core'
 import { Failure } from './errors.js'
 import { track } from './cleanup.js'
 import { debug } from './log.js'
-import type { Codec } from './params.js'
+import { detectCodec, type Codec } from './params.js'
 
 export interface Decoded {
   stream: AsyncIterable<Buffer>
@@ -34,8 +34,9 @@ function findTool(names: string[]): string {
 }
 
 /** Decompressor command per codec: a parallel one where installed, the classic one otherwise. */
-export function decompressorFor(codec: 'bzip2' | 'xz'): string[] {
+export function decompressorFor(codec: 'bzip2' | 'xz' | 'zstd'): string[] {
   if (codec === 'xz') return [findTool(['xz']), '-dc', '-T0']
+  if (codec === 'zstd') return [findTool(['zstd']), '-dcq']
   return [findTool(['lbzip2', 'pbzip2', 'bzip2']), '-dc']
 }
 
@@ -49,10 +50,17 @@ export async function decodedSize(path: string, codec: Codec, fileSize: number):
     const size = totals ? Number(totals.split('\t')[4]) : NaN
     return Number.isFinite(size) ? size : undefined
   }
+  if (codec === 'zstd') {
+    // recorded in the frame header when zstd compressed a file (not a pipe)
+    const out = await $`zstd -lv ${path}`.quiet().nothrow()
+    if (out.exitCode !== 0) throw new Failure(`zstd cannot read the image (${out.stderr.trim().split('\n').pop()})`, CORRUPT_HINT)
+    const m = /Decompressed Size:.*\((\d+) B\)/.exec(out.stdout)
+    return m ? Number(m[1]) : undefined
+  }
   return undefined
 }
 
-export async function decode(path: string, codec: 'raw' | 'gzip' | 'bzip2' | 'xz'): Promise<Decoded> {
+export async function decode(path: string, codec: Exclude<Codec, 'qcow2'>): Promise<Decoded> {
   if (codec === 'raw' || codec === 'gzip') {
     const file = createReadStream(path, { highWaterMark: READ_CHUNK })
     if (codec === 'raw') {
@@ -80,7 +88,7 @@ export async function decode(path: string, codec: 'raw' | 'gzip' | 'bzip2' | 'xz
     errText.push(b.toString())
   })
   const finished = new Promise<void>((resolve, reject) => {
-    child.once('error', (err) => reject(new Failure(`${tool} could not be started (${err.message})`, `install it (apt-get install ${codec === 'xz' ? 'xz-utils' : 'bzip2'})`)))
+    child.once('error', (err) => reject(new Failure(`${tool} could not be started (${err.message})`, `install it (apt-get install ${{ xz: 'xz-utils', bzip2: 'bzip2', zstd: 'zstd' }[codec]})`)))
     child.once('close', (code, signal) => {
       void input.close()
       if (code === 0) return resolve()
@@ -90,4 +98,16 @@ export async function decode(path: string, codec: 'raw' | 'gzip' | 'bzip2' | 'xz
   })
   finished.catch(() => undefined)
   return { stream: child.stdout!, finished, stop: () => child.kill('SIGTERM') }
+}
+
+/** image_type=auto: the format of a local image file, from its first bytes. */
+export async function detectFileCodec(path: string): Promise<Codec> {
+  const fh = await open(path, 'r')
+  try {
+    const head = Buffer.alloc(16)
+    const { bytesRead } = await fh.read(head, 0, head.length, 0)
+    return detectCodec(head.subarray(0, bytesRead))
+  } finally {
+    await fh.close()
+  }
 }

@@ -179,3 +179,25 @@ export async function probeUrl(url: URL, endpoint: Endpoint, timeoutMs: number):
   const total = range ? /\/(\d+)$/.exec(range)?.[1] : response.headers.get('content-length')
   return { status: response.status, length: total ? Number(total) : undefined }
 }
+
+/** The first bytes of the image at url (a ranged GET), for image_type=auto in verify. */
+export async function fetchHead(url: URL, endpoint: Endpoint, timeoutMs: number, length = 16): Promise<Buffer> {
+  const agentFor = await makeAgents(endpoint)
+  const exchange = await request(url, endpoint, agentFor, { method: 'GET', headers: { Range: `bytes=0-${length - 1}` }, timeoutMs }).catch((err) => {
+    throw new Failure(`the image URL ${redact(url.href)} cannot be reached: ${describeNetworkError(err, url)}`, HINT)
+  })
+  const chunks: Buffer[] = []
+  let got = 0
+  try {
+    if (!exchange.response.ok) throw new Failure(`the image URL ${redact(url.href)} answered HTTP ${exchange.response.status} ${exchange.response.statusText}`, 'check the URL and that the server offers the file')
+    // a server that ignores Range sends the whole image: stop reading after the head
+    for await (const chunk of exchange.response.body as AsyncIterable<Buffer>) {
+      chunks.push(chunk)
+      got += chunk.length
+      if (got >= length) break
+    }
+  } finally {
+    exchange.done()
+  }
+  return Buffer.concat(chunks).subarray(0, length)
+}

@@ -2,21 +2,37 @@
 // path may be. Pure: the file-system checks live in lib/source.ts.
 import { Failure } from './errors.js'
 
-export type Codec = 'raw' | 'gzip' | 'bzip2' | 'xz' | 'qcow2'
+export type Codec = 'raw' | 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'qcow2'
 
-const IMAGE_TYPES: Record<string, Codec> = {
+const IMAGE_TYPES: Record<string, Codec | 'auto'> = {
   raw: 'raw',
   'raw+gz': 'gzip',
   'raw+bzip2': 'bzip2',
   'raw+bz2': 'bzip2',
   'raw+xz': 'xz',
+  'raw+zst': 'zstd',
   qcow2: 'qcow2',
+  auto: 'auto',
+}
+
+/** The image_type name of each format, as logs and verify report it. */
+export const CODEC_NAMES: Record<Codec, string> = { raw: 'raw', gzip: 'raw+gz', bzip2: 'raw+bzip2', xz: 'raw+xz', zstd: 'raw+zst', qcow2: 'qcow2' }
+
+/** Tells the formats apart by their magic bytes; anything else is a raw disk image. */
+export function detectCodec(head: Buffer): Codec {
+  const starts = (...bytes: number[]) => bytes.every((b, i) => head[i] === b)
+  if (starts(0x1f, 0x8b)) return 'gzip'
+  if (starts(0x42, 0x5a, 0x68) && head[3] >= 0x31 && head[3] <= 0x39) return 'bzip2' // BZh1..9
+  if (starts(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) return 'xz'
+  if (starts(0x28, 0xb5, 0x2f, 0xfd)) return 'zstd'
+  if (starts(0x51, 0x46, 0x49, 0xfb)) return 'qcow2' // QFI\xfb
+  return 'raw'
 }
 export const IMAGE_TYPE_NAMES = Object.keys(IMAGE_TYPES)
 
 export type ImageRef = { kind: 'path'; path: string } | { kind: 'url'; url: URL }
 
-export function parseImageType(value: string | undefined): Codec {
+export function parseImageType(value: string | undefined): Codec | 'auto' {
   if (value === undefined || value === '') {
     throw new Failure('the OS parameter image_type is not set', `add -O image_type=TYPE with TYPE one of ${IMAGE_TYPE_NAMES.join(', ')}`)
   }

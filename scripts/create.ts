@@ -1,11 +1,12 @@
 // create: writes the image named by the OS parameters onto disk 0, then runs the
 // variant's hooks (ganeti-os-interface(7); Ganeti 3.0 behaviour in FIELD-NOTES §1).
 import { readDisk, readGanetiEnv } from '../lib/ganeti-env.js'
-import { parseImage, parseImageType } from '../lib/params.js'
+import { CODEC_NAMES, parseImage, parseImageType } from '../lib/params.js'
 import { readVariantConfig } from '../lib/variant-config.js'
 import { openImage } from '../lib/source.js'
 import { blockDeviceFor, inspectTarget } from '../lib/target.js'
 import { writeImage } from '../lib/deploy.js'
+import { detectFileCodec } from '../lib/decode.js'
 import { runHooks } from '../lib/hooks.js'
 import { defer } from '../lib/cleanup.js'
 import { Failure } from '../lib/errors.js'
@@ -25,7 +26,7 @@ INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
     const ganeti = readGanetiEnv(process.env)
     info(`${ganeti.reinstall ? 'reinstalling' : 'installing'} ${ganeti.instanceName || '(no INSTANCE_NAME)'} with variant ${ganeti.variant}${ganeti.reinstall ? ' (INSTANCE_REINSTALL=1: disk 0 is overwritten)' : ''}`)
     const image = parseImage(ganeti.params.image)
-    const codec = parseImageType(ganeti.params.image_type)
+    const imageType = parseImageType(ganeti.params.image_type)
     const config = await readVariantConfig(process.env, ganeti.variant)
     const disk = readDisk(process.env, 0)
     const target = await inspectTarget(disk.path, disk.size)
@@ -34,6 +35,8 @@ INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
     const file = await openImage(image, config)
     defer('image source', () => file.release())
     if (image.kind === 'path' && file.path === target.path) throw new Failure('the image is disk 0 itself', 'give another image path')
+    const codec = imageType === 'auto' ? await detectFileCodec(file.path) : imageType
+    if (imageType === 'auto') info(`image_type auto: the image is ${CODEC_NAMES[codec]}`)
 
     const result = await writeImage(file.path, file.size, codec, target)
     info(`wrote ${formatBytes(result.bytes)} to disk 0 in ${result.seconds.toFixed(1)} s (${(result.bytes / result.seconds / 1e6).toFixed(1)} MB/s), synced`)

@@ -2,16 +2,22 @@
 // passes only OS_*, DEBUG_LEVEL, OSP_* and PATH here, and when cluster-wide defaults
 // change it passes a partial set: what is present is checked, what is absent is not.
 import { readGanetiEnv } from '../lib/ganeti-env.js'
-import { parseImage, parseImageType } from '../lib/params.js'
+import { CODEC_NAMES, detectCodec, parseImage, parseImageType, type Codec } from '../lib/params.js'
 import { readVariantConfig } from '../lib/variant-config.js'
 import { parseCurlOpts } from '../lib/curl-opts.js'
 import { checkLocalImage } from '../lib/source.js'
 import { checkQemuImg } from '../lib/qcow2.js'
-import { probeUrl } from '../lib/http.js'
+import { fetchHead, probeUrl } from '../lib/http.js'
+import { detectFileCodec } from '../lib/decode.js'
 import { formatBytes, info } from '../lib/log.js'
 import { runScript } from '../lib/main.js'
 
 const URL_TIMEOUT_MS = 8000
+
+async function reportDetected(codec: Codec): Promise<void> {
+  info(`image_type auto: the image is ${CODEC_NAMES[codec]}`)
+  if (codec === 'qcow2') await checkQemuImg()
+}
 
 runScript({
   name: 'verify',
@@ -23,11 +29,9 @@ local image file or an image URL that answers within ${URL_TIMEOUT_MS / 1000} se
   async run() {
     const ganeti = readGanetiEnv(process.env)
     const { image: imageText, image_type: typeText } = ganeti.params
-    if (typeText !== undefined) {
-      const codec = parseImageType(typeText)
-      if (codec === 'qcow2') await checkQemuImg()
-      info(`image_type ${typeText}: ok`)
-    }
+    const imageType = typeText === undefined ? undefined : parseImageType(typeText)
+    if (imageType === 'qcow2') await checkQemuImg()
+    if (imageType !== undefined && imageType !== 'auto') info(`image_type ${typeText}: ok`)
     if (imageText === undefined) {
       info(`image is not set: nothing more to check (a partial parameter set, such as cluster-wide defaults; create needs image=)`)
       return
@@ -37,10 +41,12 @@ local image file or an image URL that answers within ${URL_TIMEOUT_MS / 1000} se
     if (image.kind === 'path') {
       const local = await checkLocalImage(image.path)
       info(`image ${image.path}: readable file of ${formatBytes(local.size)}`)
+      if (imageType === 'auto') await reportDetected(await detectFileCodec(local.path))
     } else {
       const endpoint = { proxy: config.proxy, opts: parseCurlOpts(config.curlOpts) }
       const answer = await probeUrl(image.url, endpoint, URL_TIMEOUT_MS)
       info(`image ${image.url.href}: HTTP ${answer.status}${answer.length !== undefined ? `, ${formatBytes(answer.length)}` : ''}`)
+      if (imageType === 'auto') await reportDetected(detectCodec(await fetchHead(image.url, endpoint, URL_TIMEOUT_MS)))
     }
   },
 })

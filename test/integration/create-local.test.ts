@@ -18,7 +18,7 @@ test.after(() => ws.cleanup())
 
 const env = (vars: Record<string, string | undefined>) => ganetiEnv(ws, vars)
 
-for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'qcow2']) {
+for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'raw+zst', 'qcow2']) {
   for (const target of ['sparse file', 'dirty loop device']) {
     test(`${type} onto a ${target}: disk equals the image`, async () => {
       const disk = target === 'sparse file' ? sparseDisk(ws.dir, 'disk.img') : dirtyLoop(ws.dir, `dirty-${type}.img`)
@@ -32,7 +32,7 @@ for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'qcow2'])
   }
 }
 
-for (const [type, file] of [['raw+gz', 'image.raw.gz'], ['raw+bzip2', 'image.raw.bz2'], ['raw+xz', 'image.raw.xz'], ['qcow2', 'image.qcow2']]) {
+for (const [type, file] of [['raw+gz', 'image.raw.gz'], ['raw+bzip2', 'image.raw.bz2'], ['raw+xz', 'image.raw.xz'], ['raw+zst', 'image.raw.zst'], ['qcow2', 'image.qcow2']]) {
   for (const how of ['truncate', 'flip'] as const) {
     if (type === 'qcow2' && how === 'flip') continue // qcow2 data clusters carry no checksum
     test(`${how === 'truncate' ? 'truncated' : 'corrupt'} ${type} fails the create with a one-line cause`, async () => {
@@ -44,6 +44,17 @@ for (const [type, file] of [['raw+gz', 'image.raw.gz'], ['raw+bzip2', 'image.raw
     })
   }
 }
+
+test('image_type=auto tells every format apart by its magic bytes', async () => {
+  for (const [type, file] of Object.entries(img.files)) {
+    if (type === 'raw+bz2') continue
+    const disk = dirtyLoop(ws.dir, `auto-${type}.img`)
+    const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, file), OSP_IMAGE_TYPE: 'auto', DISK_0_PATH: disk }))
+    assert.is(r.code, 0, r.output)
+    assert.match(r.output, new RegExp(`image_type auto: the image is ${type.replace('+', '\\+')}\n`))
+    assert.ok(readHead(disk, img.bytes.length).equals(img.bytes), `${type}: disk differs`)
+  }
+})
 
 test('a flipped qcow2 header is refused', async () => {
   const data = Buffer.from(readFileSync(join(ws.dir, 'image.qcow2')))
@@ -63,7 +74,7 @@ test('a qcow2 with a backing file is refused before qemu-img opens it', async ()
 })
 
 test('an image larger than the disk is refused before the first write (known size)', async () => {
-  for (const type of ['raw', 'raw+xz', 'qcow2']) {
+  for (const type of ['raw', 'raw+xz', 'raw+zst', 'qcow2']) {
     const disk = dirtyLoop(ws.dir, `small-${type}.img`, 16 * MiB)
     const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, img.files[type as 'raw']), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk, DISK_0_SIZE: '16' }))
     assert.is.not(r.code, 0)

@@ -38,7 +38,7 @@ test.after(async () => {
 const create = (vars: Record<string, string | undefined>, opts = {}) => runAction(ws, 'create', ganetiEnv(ws, vars), opts)
 const cacheFiles = (v: string) => (existsSync(join(ws.dir, 'cache-' + v)) ? readdirSync(join(ws.dir, 'cache-' + v)) : [])
 
-for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'qcow2']) {
+for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'raw+zst', 'qcow2']) {
   test(`${type} from a URL onto a sparse file (cache miss) and a dirty loop device (cache hit)`, async () => {
     const v = variant(ws, `web-${type.replace('+', '-')}`)
     const url = web.url('/' + img.files[type as 'raw'])

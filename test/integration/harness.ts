@@ -105,9 +105,9 @@ export function makeImage(dir: string): { raw: string; bytes: Buffer; files: Rec
   const raw = join(dir, 'image.raw')
   writeFileSync(raw, bytes)
   const sh = (cmd: string) => execFileSync('bash', ['-c', cmd], { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] })
-  sh('gzip -kc image.raw > image.raw.gz && bzip2 -kc image.raw > image.raw.bz2 && xz -kc image.raw > image.raw.xz')
+  sh('gzip -kc image.raw > image.raw.gz && bzip2 -kc image.raw > image.raw.bz2 && xz -kc image.raw > image.raw.xz && zstd -qk image.raw')
   sh('qemu-img convert -f raw -O qcow2 image.raw image.qcow2')
-  const files = { raw: 'image.raw', 'raw+gz': 'image.raw.gz', 'raw+bzip2': 'image.raw.bz2', 'raw+bz2': 'image.raw.bz2', 'raw+xz': 'image.raw.xz', qcow2: 'image.qcow2' }
+  const files = { raw: 'image.raw', 'raw+gz': 'image.raw.gz', 'raw+bzip2': 'image.raw.bz2', 'raw+bz2': 'image.raw.bz2', 'raw+xz': 'image.raw.xz', 'raw+zst': 'image.raw.zst', qcow2: 'image.qcow2' }
   return { raw, bytes, files }
 }
 

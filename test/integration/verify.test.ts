@@ -34,7 +34,7 @@ const verify = (osp: Record<string, string>, os_variant = 'default') => {
 }
 
 test('a readable local image and a known type pass', async () => {
-  for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'qcow2']) {
+  for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'raw+zst', 'qcow2', 'auto']) {
     const r = await verify({ image: join(ws.dir, 'a.img'), image_type: type })
     assert.is(r.code, 0, r.output)
   }
@@ -42,7 +42,7 @@ test('a readable local image and a known type pass', async () => {
 
 test('bad values fail with a message the user understands', async () => {
   const cases: [Record<string, string>, RegExp][] = [
-    [{ image: join(ws.dir, 'a.img'), image_type: 'zip' }, /unknown image_type 'zip'; use one of raw, raw\+gz, raw\+bzip2, raw\+bz2, raw\+xz, qcow2/],
+    [{ image: join(ws.dir, 'a.img'), image_type: 'zip' }, /unknown image_type 'zip'; use one of raw, raw\+gz, raw\+bzip2, raw\+bz2, raw\+xz, raw\+zst, qcow2, auto/],
     [{ image: join(ws.dir, 'missing.img'), image_type: 'raw' }, /the image .*missing\.img does not exist on this node/],
     [{ image: ws.dir, image_type: 'raw' }, /is not a regular file/],
     [{ image: '/dev/null', image_type: 'raw' }, /refused because it lies under \/dev/],
@@ -87,6 +87,17 @@ test('URLs are checked through the variant\'s PROXY', async () => {
   const r = await verify({ image: web.url('/a.img'), image_type: 'raw' }, 'viaproxy')
   assert.is(r.code, 0, r.output)
   assert.match(proxy.log(), /HEAD http:\/\/127\.0\.0\.1:\d+\/a\.img/)
+})
+
+test('image_type=auto: verify reports what it detected, for a path and for a URL', async () => {
+  const { execFileSync } = await import('node:child_process')
+  execFileSync('xz', ['-kf', join(ws.dir, 'a.img')])
+  let r = await verify({ image: join(ws.dir, 'a.img.xz'), image_type: 'auto' })
+  assert.is(r.code, 0, r.output)
+  assert.match(r.output, /image_type auto: the image is raw\+xz/)
+  r = await verify({ image: web.url('/a.img'), image_type: 'auto' })
+  assert.is(r.code, 0, r.output)
+  assert.match(r.output, /image_type auto: the image is raw\n/)
 })
 
 test('a partial parameter set (cluster-wide defaults) checks what it has and passes', async () => {

@@ -2,7 +2,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { readDisk, readGanetiEnv } from '../../lib/ganeti-env.js'
-import { forbiddenImagePath, parseImage, parseImageType } from '../../lib/params.js'
+import { detectCodec, forbiddenImagePath, parseImage, parseImageType } from '../../lib/params.js'
 import { Failure } from '../../lib/errors.js'
 import { redact } from '../../lib/log.js'
 import { deviceNumbers } from '../../lib/target.js'
@@ -41,8 +41,22 @@ test('image_type: every documented spelling, case-insensitive; unknown ones refu
   assert.is(parseImageType('raw+bz2'), 'bzip2')
   assert.is(parseImageType('RAW+XZ'), 'xz')
   assert.is(parseImageType('qcow2'), 'qcow2')
+  assert.is(parseImageType('raw+zst'), 'zstd')
+  assert.is(parseImageType('auto'), 'auto')
   failsWith(() => parseImageType('zip'), /unknown image_type 'zip'.*raw\+gz/)
   failsWith(() => parseImageType(undefined), /image_type is not set/)
+})
+
+test('detectCodec: magic bytes of gzip, bzip2, xz, zstd and qcow2; anything else is raw', () => {
+  const b = (...x: number[]) => Buffer.from(x)
+  assert.is(detectCodec(b(0x1f, 0x8b, 8, 0)), 'gzip')
+  assert.is(detectCodec(Buffer.from('BZh91AY&SY')), 'bzip2')
+  assert.is(detectCodec(Buffer.from('BZh0')), 'raw')
+  assert.is(detectCodec(b(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0)), 'xz')
+  assert.is(detectCodec(b(0x28, 0xb5, 0x2f, 0xfd, 0x24)), 'zstd')
+  assert.is(detectCodec(b(0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3)), 'qcow2')
+  assert.is(detectCodec(Buffer.alloc(512)), 'raw')
+  assert.is(detectCodec(Buffer.alloc(0)), 'raw')
 })
 
 test('image: absolute paths and http(s) URLs; other schemes and relative paths refused', () => {

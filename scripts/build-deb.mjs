@@ -1,0 +1,279 @@
+#!/usr/bin/env node
+// npm run deb: builds ganeti-instance-simpleimage_<version>_all.deb in the repository root
+// with dpkg-deb, the way Ganeti OS providers ship on Debian:
+//   /usr/share/ganeti/os/simpleimage/         the five bundled scripts (#!/usr/bin/node),
+//                                             ganeti_api_version, parameters.list and
+//                                             variants.list -> /etc/ganeti/instance-simpleimage/variants.list
+//   /etc/ganeti/instance-simpleimage/         variants.list and default/config (conffiles),
+//                                             default/hooks/
+//   /usr/share/doc/ganeti-instance-simpleimage/   copyright, changelog.gz, README,
+//                                             examples/hooks/ (from example-hooks/)
+// Static packaging files live in scripts/debian/. Options:
+//   --out DIR       where the .deb goes (default: the repository root)
+//   --lintian       run lintian on the result and fail on errors and warnings
+//   --keep-staging  leave the staging tree in place and print its path
+import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { chmod, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, lutimes, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { gzipSync } from 'node:zlib'
+import { ACTIONS, buildAll } from '../build.mjs'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const debianDir = join(root, 'scripts', 'debian')
+
+export const PACKAGE = 'ganeti-instance-simpleimage'
+export const OS_NAME = 'simpleimage'
+export const OS_DIR = `/usr/share/ganeti/os/${OS_NAME}`
+export const CONFIG_DIR = '/etc/ganeti/instance-simpleimage'
+export const DOC_DIR = `/usr/share/doc/${PACKAGE}`
+export const NODE = '/usr/bin/node'
+
+/** Who signs the package: the maintainer of the newest changelog entry. */
+function parseChangelog(text) {
+  const head = /^(\S+) \(([^)]+)\) [^;]+; urgency=\S+$/m.exec(text)
+  const trailer = /^ -- (.+ <[^>]+>) {2}(.+)$/m.exec(text)
+  if (!head || !trailer) throw new Error('scripts/debian/changelog: cannot read its newest entry (Debian changelog format)')
+  const date = Date.parse(trailer[2])
+  if (!Number.isFinite(date)) throw new Error(`scripts/debian/changelog: bad date '${trailer[2]}'`)
+  return { source: head[1], version: head[2], maintainer: trailer[1], epoch: Math.floor(date / 1000) }
+}
+
+function parseArgs(argv) {
+  const opts = { out: root, lintian: false, keepStaging: false }
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--out' && argv[i + 1]) opts.out = argv[++i]
+    else if (argv[i] === '--lintian') opts.lintian = true
+    else if (argv[i] === '--keep-staging') opts.keepStaging = true
+    else throw new Error(`unknown argument ${argv[i]}; usage: build-deb.mjs [--out DIR] [--lintian] [--keep-staging]`)
+  }
+  return opts
+}
+
+// ----------------------------------------------------------------- third-party notices
+
+const EXPAT = `Permission is hereby granted, free of charge, to any person obtaining a
+copy of this software and associated documentation files (the "Software"),
+to deal in the Software without restriction, including without limitation
+the rights to use, copy, modify, merge, publish, distribute, sublicense,
+and/or sell copies of the Software, and to permit persons to whom the
+Software is furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included
+in all copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS
+OR IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF
+MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT.
+IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY
+CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT,
+TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE
+SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.`
+
+const APACHE = `Licensed under the Apache License, Version 2.0 (the "License"); you may not
+use this file except in compliance with the License. You may obtain a copy
+of the License at http://www.apache.org/licenses/LICENSE-2.0
+.
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+License for the specific language governing permissions and limitations
+under the License.
+.
+On Debian systems, the complete text of the Apache License, Version 2.0
+can be found in "/usr/share/common-licenses/Apache-2.0".`
+
+/** SPDX name in package.json -> [DEP-5 short name, license text]. */
+const LICENSES = {
+  MIT: ['Expat', EXPAT],
+  'Apache-2.0': ['Apache-2.0', APACHE],
+}
+
+/** A DEP-5 field body: continuation lines start with a space, empty lines are ' .'. */
+const field = (text) => text.split('\n').map((l, i) => (i === 0 ? l : ` ${l.trim() === '' || l.trim() === '.' ? '.' : l}`)).join('\n')
+
+/** The npm packages esbuild put into the bundles: it marks each module with a
+ *  "// node_modules/<package>/<file>" comment. */
+async function bundledPackages() {
+  const names = new Set()
+  for (const action of ACTIONS) {
+    const code = await readFile(join(root, 'dist', action), 'utf8')
+    for (const m of code.matchAll(/^\/\/ node_modules\/((?:@[^/\s]+\/)?[^/\s]+)\//gm)) names.add(m[1])
+  }
+  return [...names].sort()
+}
+
+async function noticeFor(name) {
+  const dir = join(root, 'node_modules', name)
+  const pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8'))
+  const spdx = typeof pkg.license === 'string' ? pkg.license : pkg.license?.type
+  if (!LICENSES[spdx]) throw new Error(`bundled module ${name} has license '${spdx}', which build-deb.mjs does not know: add its text to LICENSES`)
+  const licenseFile = (await readdir(dir)).find((f) => /^licen[cs]e(\.md|\.txt)?$/i.test(f))
+  const text = licenseFile ? await readFile(join(dir, licenseFile), 'utf8') : ''
+  let holders = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => /^copyright\b/i.test(l) && /\d{4}/.test(l) && !/\[yyyy\]/.test(l))
+    .map((l) => l.replace(/^copyright\s*(\(c\)|©)?\s*/i, ''))
+  if (holders.length === 0) {
+    const author = typeof pkg.author === 'string' ? pkg.author : pkg.author?.name ? `${pkg.author.name}${pkg.author.email ? ` <${pkg.author.email}>` : ''}` : undefined
+    holders = [author ? author.replace(/\s*\(https?:[^)]*\)/, '') : `the ${name} authors`]
+  }
+  return { name, version: pkg.version, license: LICENSES[spdx][0], holders }
+}
+
+async function copyrightText() {
+  let text = (await readFile(join(debianDir, 'copyright'), 'utf8')).trimEnd() + '\n'
+  const notices = await Promise.all((await bundledPackages()).map(noticeFor))
+  const used = new Set()
+  for (const n of notices) {
+    text += `\nFiles: node_modules/${n.name}/*\nCopyright: ${field(n.holders.join('\n'))}\nLicense: ${n.license}\nComment: npm package ${n.name} ${n.version}, bundled into the scripts in ${OS_DIR}\n`
+    used.add(n.license)
+  }
+  for (const [short, body] of Object.values(LICENSES)) {
+    if (used.has(short)) text += `\nLicense: ${short}\n ${field(body)}\n`
+  }
+  return text
+}
+
+// ----------------------------------------------------------------- staging
+
+async function put(stage, path, content, mode) {
+  const full = join(stage, path)
+  await mkdir(dirname(full), { recursive: true })
+  await writeFile(full, content)
+  await chmod(full, mode)
+}
+
+async function walk(dir) {
+  const out = []
+  for (const name of (await readdir(dir)).sort()) {
+    const full = join(dir, name)
+    const st = await lstat(full)
+    out.push({ full, st })
+    if (st.isDirectory()) out.push(...(await walk(full)))
+  }
+  return out
+}
+
+async function stageTree(stage, changelog, version) {
+  // the OS directory
+  for (const action of ACTIONS) {
+    const code = await readFile(join(root, 'dist', action), 'utf8')
+    if (!code.startsWith('#!')) throw new Error(`dist/${action} has no #! line`)
+    await put(stage, `${OS_DIR}/${action}`, code.replace(/^#!.*\n/, `#!${NODE}\n`), 0o755)
+  }
+  for (const file of ['ganeti_api_version', 'parameters.list']) {
+    await put(stage, `${OS_DIR}/${file}`, await readFile(join(root, file)), 0o644)
+  }
+  // variants.list is the operator's to edit (one line per variant they configure), so it is
+  // a conffile in /etc and the OS directory links to it, as ganeti-instance-debootstrap does.
+  await put(stage, `${CONFIG_DIR}/variants.list`, await readFile(join(root, 'variants.list')), 0o644)
+  await symlink(`${CONFIG_DIR}/variants.list`, join(stage, OS_DIR, 'variants.list'))
+
+  // the default variant's configuration and (empty) hooks directory
+  await put(stage, `${CONFIG_DIR}/default/config`, await readFile(join(root, 'scripts', 'variant-config.template')), 0o644)
+  await mkdir(join(stage, CONFIG_DIR, 'default', 'hooks'), { recursive: true })
+
+  // documentation
+  await put(stage, `${DOC_DIR}/copyright`, await copyrightText(), 0o644)
+  await put(stage, `${DOC_DIR}/changelog.gz`, gzipSync(await readFile(join(debianDir, 'changelog')), { level: 9 }), 0o644)
+  if (existsSync(join(root, 'README.md'))) {
+    const readme = await readFile(join(root, 'README.md'))
+    // as dh_compress does: documentation over 4 KiB is compressed
+    if (readme.length > 4096) await put(stage, `${DOC_DIR}/README.md.gz`, gzipSync(readme, { level: 9 }), 0o644)
+    else await put(stage, `${DOC_DIR}/README.md`, readme, 0o644)
+  }
+  const hooksSrc = join(root, 'example-hooks')
+  const hooks = existsSync(hooksSrc) ? (await readdir(hooksSrc)).filter((n) => !n.startsWith('.')).sort() : []
+  for (const name of hooks) {
+    const src = join(hooksSrc, name)
+    const st = await stat(src)
+    if (!st.isFile()) continue
+    await put(stage, `${DOC_DIR}/examples/hooks/${name}`, await readFile(src), st.mode & 0o111 ? 0o755 : 0o644)
+  }
+  if (existsSync(join(debianDir, 'lintian-overrides'))) {
+    await put(stage, `/usr/share/lintian/overrides/${PACKAGE}`, await readFile(join(debianDir, 'lintian-overrides')), 0o644)
+  }
+
+  // control area
+  const files = await walk(stage)
+  for (const { full, st } of files) if (st.isDirectory()) await chmod(full, 0o755)
+  const conffiles = files
+    .filter(({ full, st }) => st.isFile() && full.startsWith(join(stage, 'etc') + '/'))
+    .map(({ full }) => '/' + relative(stage, full))
+  let md5 = ''
+  let kib = 0
+  for (const { full, st } of files) {
+    const rel = relative(stage, full)
+    if (st.isFile()) {
+      kib += Math.ceil(st.size / 1024)
+      // as dh_md5sums does: conffiles are tracked by dpkg itself, not listed here
+      if (!conffiles.includes('/' + rel)) md5 += `${createHash('md5').update(await readFile(full)).digest('hex')}  ${rel}\n`
+    } else {
+      kib += 1 // directories and symlinks, as dpkg-gencontrol counts them
+    }
+  }
+  const control = (await readFile(join(debianDir, 'control.in'), 'utf8'))
+    .replace('@VERSION@', version)
+    .replace('@MAINTAINER@', changelog.maintainer)
+    .replace('@INSTALLED_SIZE@', String(kib))
+  if (/@[A-Z_]+@/.test(control)) throw new Error(`scripts/debian/control.in: unreplaced ${/@[A-Z_]+@/.exec(control)[0]}`)
+  await put(stage, 'DEBIAN/control', control, 0o644)
+  await put(stage, 'DEBIAN/conffiles', conffiles.join('\n') + '\n', 0o644)
+  await put(stage, 'DEBIAN/md5sums', md5, 0o644)
+  await put(stage, 'DEBIAN/postrm', await readFile(join(debianDir, 'postrm')), 0o755)
+  await chmod(join(stage, 'DEBIAN'), 0o755)
+
+  // reproducible: every mtime is the newest changelog entry's date (dpkg-deb clamps to it)
+  const when = new Date(changelog.epoch * 1000)
+  for (const { full } of [...(await walk(stage)), { full: stage }].reverse()) await lutimes(full, when, when).catch(() => utimes(full, when, when))
+  return { conffiles, kib }
+}
+
+export async function buildDeb(opts = {}) {
+  const { out = root, lintian = false, keepStaging = false, quiet = false } = opts
+  const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'))
+  const version = pkg.version
+  if (!/^[0-9][A-Za-z0-9.+~]*$/.test(version)) throw new Error(`package.json version '${version}' is not a valid native Debian version`)
+  const changelog = parseChangelog(await readFile(join(debianDir, 'changelog'), 'utf8'))
+  if (changelog.source !== PACKAGE || changelog.version !== version) {
+    throw new Error(`scripts/debian/changelog starts with ${changelog.source} (${changelog.version}) but package.json says ${version}: add an entry for ${PACKAGE} (${version}) at its top`)
+  }
+
+  await buildAll({ quiet: true })
+  const stage = await mkdtemp(join(tmpdir(), `${PACKAGE}-deb-`))
+  try {
+    await chmod(stage, 0o755)
+    const { conffiles, kib } = await stageTree(stage, changelog, version)
+    await mkdir(out, { recursive: true })
+    const deb = join(out, `${PACKAGE}_${version}_all.deb`)
+    const env = { ...process.env, SOURCE_DATE_EPOCH: String(changelog.epoch) }
+    const r = spawnSync('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', stage, deb], { env, encoding: 'utf8' })
+    if (r.error) throw new Error(`dpkg-deb could not be run (${r.error.message}); install dpkg`)
+    if (r.status !== 0) throw new Error(`dpkg-deb failed: ${(r.stderr || r.stdout).trim()}`)
+    if (!quiet) console.log(`built ${relative(process.cwd(), deb) || deb} (${kib} KiB installed; conffiles: ${conffiles.join(', ')})`)
+    if (lintian) {
+      const l = spawnSync('lintian', ['--info', '--display-info', '--fail-on', 'error,warning', deb], { stdio: 'inherit' })
+      if (l.error) throw new Error(`lintian could not be run (${l.error.message}); apt-get install lintian`)
+      if (l.status !== 0) throw new Error(`lintian found problems in ${deb} (exit ${l.status})`)
+      if (!quiet) console.log('lintian: no errors or warnings')
+    }
+    return deb
+  } finally {
+    if (keepStaging) console.log(`staging tree kept in ${stage}`)
+    else await rm(stage, { recursive: true, force: true })
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  try {
+    await buildDeb(parseArgs(process.argv.slice(2)))
+  } catch (err) {
+    console.error(`build-deb failed: ${err.message}`)
+    process.exit(1)
+  }
+}
