@@ -6,22 +6,23 @@ import { spawn } from 'node:child_process'
 import { createReadStream, existsSync } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { createGunzip } from 'node:zlib'
-import { pipeline } from 'node:stream'
 import { $ } from 'zx/core'
 import { Failure } from './errors.js'
 import { track } from './cleanup.js'
+import { chunkSource, type ByteSource } from './write.js'
 import { debug } from './log.js'
 import { detectCodec, type Codec } from './params.js'
 
 export interface Decoded {
-  stream: AsyncIterable<Buffer>
+  source: ByteSource
   /** Resolves when the decoder has finished cleanly; rejects with the reason otherwise. */
   finished: Promise<void>
   /** Stops the decoder early (the writer failed). */
   stop(): void
 }
 
-const READ_CHUNK = 4 << 20
+// small chunks are recycled by malloc; large ones cost fresh pages every time
+const GZIP_CHUNK = 128 << 10
 const CORRUPT_HINT = 'the image file is corrupt or truncated: download or copy it again, and check image_type'
 
 function findTool(names: string[]): string {
@@ -61,21 +62,36 @@ export async function decodedSize(path: string, codec: Codec, fileSize: number):
 }
 
 export async function decode(path: string, codec: Exclude<Codec, 'qcow2'>): Promise<Decoded> {
-  if (codec === 'raw' || codec === 'gzip') {
-    const file = createReadStream(path, { highWaterMark: READ_CHUNK })
-    if (codec === 'raw') {
-      const finished = new Promise<void>((resolve, reject) => {
-        file.once('end', resolve)
-        file.once('error', reject)
-      })
-      return { stream: file, finished, stop: () => file.destroy() }
+  if (codec === 'raw') {
+    // positional reads straight into the writer's buffers
+    const fh = await open(path, 'r')
+    let position = 0
+    let done!: () => void
+    const finished = new Promise<void>((resolve) => (done = resolve)).finally(() => fh.close())
+    const source: ByteSource = {
+      async read(buf, offset, length) {
+        const { bytesRead } = await fh.read(buf, offset, length, position)
+        position += bytesRead
+        if (bytesRead === 0) done()
+        return bytesRead
+      },
     }
-    const gunzip = createGunzip({ chunkSize: 1 << 20 })
-    const finished = new Promise<void>((resolve, reject) =>
-      pipeline(file, gunzip, (err) => (err ? reject(new Failure(`gzip decoding failed (${err.message})`, CORRUPT_HINT)) : resolve())),
-    )
+    return { source, finished, stop: () => done() }
+  }
+  if (codec === 'gzip') {
+    const file = createReadStream(path, { highWaterMark: GZIP_CHUNK })
+    const gunzip = createGunzip({ chunkSize: GZIP_CHUNK })
+    // not stream.pipeline(): it reports success once zlib has taken all input, before a
+    // truncated stream's error appears at the end of its output
+    const finished = new Promise<void>((resolve, reject) => {
+      const fail = (err: Error) => reject(new Failure(`gzip decoding failed (${err.message})`, CORRUPT_HINT))
+      file.once('error', fail)
+      gunzip.once('error', fail)
+      gunzip.once('end', resolve)
+    })
     finished.catch(() => undefined)
-    return { stream: gunzip, finished, stop: () => gunzip.destroy() }
+    file.pipe(gunzip)
+    return { source: chunkSource(gunzip), finished, stop: () => { file.destroy(); gunzip.destroy(new Error('stopped')) } }
   }
 
   const [tool, ...args] = decompressorFor(codec)
@@ -97,7 +113,7 @@ export async function decode(path: string, codec: Exclude<Codec, 'qcow2'>): Prom
     })
   })
   finished.catch(() => undefined)
-  return { stream: child.stdout!, finished, stop: () => child.kill('SIGTERM') }
+  return { source: chunkSource(child.stdout!), finished, stop: () => child.kill('SIGTERM') }
 }
 
 /** image_type=auto: the format of a local image file, from its first bytes. */

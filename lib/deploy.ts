@@ -2,7 +2,7 @@
 import { Failure } from './errors.js'
 import { decode, decodedSize } from './decode.js'
 import { convertQcow2, inspectQcow2 } from './qcow2.js'
-import { openForWrite, type TargetDisk } from './target.js'
+import { openForWrite, zeroCheaply, type TargetDisk } from './target.js'
 import { Progress, tooLarge, writeStream, type WriteResult } from './write.js'
 import { formatBytes, info } from './log.js'
 import type { Codec } from './params.js'
@@ -21,10 +21,12 @@ export async function writeImage(path: string, fileSize: number, codec: Codec, t
   const size = await decodedSize(path, codec, fileSize)
   if (size !== undefined && size > target.size) throw tooLarge(target, size, true)
   if (size !== undefined) info(`image: ${formatBytes(size)} uncompressed`)
+  // without a known size the whole disk is zeroed: the image may fill it
+  await zeroCheaply(target, size ?? target.size).catch((err: Error) => info(`zeroing disk 0 first failed (${err.message.split('\n')[0]}): every block is written`))
   const decoded = await decode(path, codec)
   const fh = await openForWrite(target.path)
   try {
-    const result = await writeStream(decoded.stream, target, fh, size)
+    const result = await writeStream(decoded.source, target, fh, size)
     await decoded.finished
     if (size !== undefined && result.bytes !== size) {
       throw new Failure(`the image gave ${result.bytes} bytes where ${size} were expected`, 'the image file is corrupt or truncated: download or copy it again')

@@ -16,6 +16,7 @@ export interface TargetDisk {
   knownZero: boolean
   ino: number
   dev: number
+  rdev: number
 }
 
 /** Linux's encoding of dev_t, as stat() returns it in st_rdev. */
@@ -50,7 +51,36 @@ export async function inspectTarget(path: string, declaredSize?: number): Promis
   if (declaredSize !== undefined && declaredSize > 0 && declaredSize < size) size = declaredSize
   const knownZero = kind === 'file' && st.blocks === 0
   debug(`disk 0: ${path} ${kind}, ${formatBytes(size)}${knownZero ? ', all zero (nothing allocated)' : ''}`)
-  return { path, kind, size, knownZero, ino: st.ino, dev: st.dev }
+  return { path, kind, size, knownZero, ino: st.ino, dev: st.dev, rdev: st.rdev }
+}
+
+async function writeZeroesSupported(rdev: number): Promise<boolean> {
+  const { major, minor } = deviceNumbers(rdev)
+  for (const queue of [`/sys/dev/block/${major}:${minor}/queue`, `/sys/dev/block/${major}:${minor}/../queue`]) {
+    const text = await readFile(`${queue}/write_zeroes_max_bytes`, 'utf8').catch(() => null)
+    if (text !== null) return Number(text.trim()) > 0
+  }
+  return false
+}
+
+/** Makes the first `length` bytes of the target read as zero where that is cheap: a hole
+ *  punched into a file disk, or BLKZEROOUT on a device that offloads it (no data is
+ *  written). Then the writer may skip the image's zero blocks and still leave nothing of
+ *  the disk's old content in the image's range. Returns whether it did. */
+export async function zeroCheaply(target: TargetDisk, length: number): Promise<boolean> {
+  if (target.knownZero) return true
+  const len = Math.min(target.size, Math.ceil(length / 4096) * 4096)
+  if (target.kind === 'file') {
+    await $`fallocate --punch-hole --keep-size --offset 0 --length ${len} ${target.path}`.quiet()
+  } else if (await writeZeroesSupported(target.rdev)) {
+    await $`blkdiscard --zeroout --offset 0 --length ${len} ${target.path}`.quiet()
+  } else {
+    debug('disk 0 cannot zero ranges cheaply: every block is written')
+    return false
+  }
+  info(`zeroed ${formatBytes(len)} of disk 0 (${target.kind === 'file' ? 'hole punched' : 'BLKZEROOUT'}): zero blocks of the image need no writing`)
+  target.knownZero = true
+  return true
 }
 
 /** Opens the target for writing without creating or truncating it. */

@@ -4,7 +4,7 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { join } from 'node:path'
 import { writeFileSync, readFileSync, statSync } from 'node:fs'
-import { workspace, variant, ganetiEnv, runAction, makeImage, sparseDisk, dirtyLoop, readHead, loopsOf, corrupt, MiB, type Workspace } from './harness.js'
+import { workspace, variant, ganetiEnv, runAction, makeImage, sparseDisk, dirtyFile, dirtyLoop, readHead, loopsOf, corrupt, MiB, type Workspace } from './harness.js'
 
 const test = suite('create from a local path')
 let ws: Workspace
@@ -19,15 +19,16 @@ test.after(() => ws.cleanup())
 const env = (vars: Record<string, string | undefined>) => ganetiEnv(ws, vars)
 
 for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'raw+zst', 'qcow2']) {
-  for (const target of ['sparse file', 'dirty loop device']) {
+  for (const target of ['sparse file', 'file holding old data', 'dirty loop device']) {
     test(`${type} onto a ${target}: disk equals the image`, async () => {
-      const disk = target === 'sparse file' ? sparseDisk(ws.dir, 'disk.img') : dirtyLoop(ws.dir, `dirty-${type}.img`)
+      const disk = target === 'sparse file' ? sparseDisk(ws.dir, 'disk.img') : target === 'dirty loop device' ? dirtyLoop(ws.dir, `dirty-${type}.img`) : dirtyFile(ws.dir, 'dirty.img')
       const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, img.files[type as keyof typeof img.files]), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk, DISK_0_SIZE: '32' }))
       assert.is(r.code, 0, r.output)
       assert.ok(readHead(disk, img.bytes.length).equals(img.bytes), 'disk differs from the image')
       assert.match(r.output, /wrote 20\.0 MiB to disk 0 in .* MB\/s/)
-      if (target === 'dirty loop device') assert.is(readHead(disk, 1, 32 * MiB - 1)[0], 0x5a, 'bytes past the image were touched')
-      else assert.is(statSync(disk).size, 32 * MiB, 'the disk file changed size')
+      // past the image: untouched, or zeroed where the image's size was not known up front
+      assert.ok([0, 0x5a].includes(readHead(disk, 1, 32 * MiB - 1)[0]), 'bytes past the image hold something else')
+      if (target !== 'dirty loop device') assert.is(statSync(disk).size, 32 * MiB, 'the disk file changed size')
     })
   }
 }

@@ -118,10 +118,16 @@ export function sparseDisk(dir: string, name: string, size = 32 * MiB): string {
   return path
 }
 
+/** A file disk holding an old instance: every byte 0x5a, every block allocated. */
+export function dirtyFile(dir: string, name: string, size = 32 * MiB): string {
+  const path = join(dir, name)
+  writeFileSync(path, Buffer.alloc(size, 0x5a))
+  return path
+}
+
 /** A loop device over a file full of 0x5a: a reused disk holding an old instance. */
 export function dirtyLoop(dir: string, name: string, size = 32 * MiB): string {
-  const backing = join(dir, name)
-  writeFileSync(backing, Buffer.alloc(size, 0x5a))
+  const backing = dirtyFile(dir, name, size)
   const dev = execFileSync('losetup', ['--find', '--show', backing]).toString().trim()
   loops.push(dev)
   return dev
