@@ -4,6 +4,7 @@
 // so that memory stays bounded by the pipe and our two write buffers.
 import { spawn } from 'node:child_process'
 import { createReadStream, existsSync } from 'node:fs'
+import type { Readable } from 'node:stream'
 import { open } from 'node:fs/promises'
 import { createGunzip } from 'node:zlib'
 import { $ } from 'zx/core'
@@ -78,26 +79,52 @@ export async function decode(path: string, codec: Exclude<Codec, 'qcow2'>): Prom
     }
     return { source, finished, stop: () => done() }
   }
-  if (codec === 'gzip') {
-    const file = createReadStream(path, { highWaterMark: GZIP_CHUNK })
-    const gunzip = createGunzip({ chunkSize: GZIP_CHUNK })
-    // not stream.pipeline(): it reports success once zlib has taken all input, before a
-    // truncated stream's error appears at the end of its output
+  if (codec === 'gzip') return gunzipFrom(createReadStream(path, { highWaterMark: GZIP_CHUNK }))
+
+  const input = await open(path, 'r')
+  return runDecompressor(codec, input.fd, path, () => void input.close())
+}
+
+function gunzipFrom(input: Readable): Decoded {
+  const gunzip = createGunzip({ chunkSize: GZIP_CHUNK })
+  // not stream.pipeline(): it reports success once zlib has taken all input, before a
+  // truncated stream's error appears at the end of its output
+  const finished = new Promise<void>((resolve, reject) => {
+    const fail = (err: Error) => reject(new Failure(`gzip decoding failed (${err.message})`, CORRUPT_HINT))
+    // pipe() does not pass errors on: without this a failed download leaves zlib waiting
+    input.once('error', (err) => gunzip.destroy(err))
+    gunzip.once('error', fail)
+    gunzip.once('end', resolve)
+  })
+  finished.catch(() => undefined)
+  input.pipe(gunzip)
+  return { source: chunkSource(gunzip), finished, stop: () => { input.destroy(); gunzip.destroy(new Error('stopped')) } }
+}
+
+/** Decodes an image arriving as a stream (a download in progress). */
+export function decodeStream(input: Readable, codec: Exclude<Codec, 'qcow2'>): Decoded {
+  if (codec === 'raw') {
     const finished = new Promise<void>((resolve, reject) => {
-      const fail = (err: Error) => reject(new Failure(`gzip decoding failed (${err.message})`, CORRUPT_HINT))
-      file.once('error', fail)
-      gunzip.once('error', fail)
-      gunzip.once('end', resolve)
+      input.once('end', resolve)
+      input.once('error', reject)
     })
     finished.catch(() => undefined)
-    file.pipe(gunzip)
-    return { source: chunkSource(gunzip), finished, stop: () => { file.destroy(); gunzip.destroy(new Error('stopped')) } }
+    return { source: chunkSource(input), finished, stop: () => input.destroy(new Error('stopped')) }
   }
+  if (codec === 'gzip') return gunzipFrom(input)
+  return runDecompressor(codec, input, 'the download', () => undefined)
+}
 
+function runDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number | Readable, what: string, closeInput: () => void): Decoded {
   const [tool, ...args] = decompressorFor(codec)
-  const input = await open(path, 'r')
-  debug(`running ${tool} ${args.join(' ')} < ${path}`)
-  const child = track(spawn(tool, args, { stdio: [input.fd, 'pipe', 'pipe'] }))
+  debug(`running ${tool} ${args.join(' ')} < ${what}`)
+  const child = track(spawn(tool, args, { stdio: [typeof input === 'number' ? input : 'pipe', 'pipe', 'pipe'] }))
+  if (typeof input !== 'number') {
+    // a failed download must fail the decoder too, not look like a short image
+    input.once('error', () => child.kill('SIGTERM'))
+    child.stdin!.on('error', () => undefined) // EPIPE when the decompressor quits early: its exit says why
+    input.pipe(child.stdin!)
+  }
   const errText: string[] = []
   child.stderr!.on('data', (b: Buffer) => {
     process.stderr.write(b)
@@ -106,7 +133,7 @@ export async function decode(path: string, codec: Exclude<Codec, 'qcow2'>): Prom
   const finished = new Promise<void>((resolve, reject) => {
     child.once('error', (err) => reject(new Failure(`${tool} could not be started (${err.message})`, `install it (apt-get install ${{ xz: 'xz-utils', bzip2: 'bzip2', zstd: 'zstd' }[codec]})`)))
     child.once('close', (code, signal) => {
-      void input.close()
+      closeInput()
       if (code === 0) return resolve()
       const last = errText.join('').trim().split('\n').pop() || (signal ? `killed by ${signal}` : `exit ${code}`)
       reject(new Failure(`${tool.split('/').pop()} failed to decompress the image (${last})`, CORRUPT_HINT))

@@ -1,6 +1,7 @@
 // Puts an image file onto disk 0 in one streaming pass, after checking that it fits.
 import { Failure } from './errors.js'
-import { decode, decodedSize } from './decode.js'
+import type { Readable } from 'node:stream'
+import { decode, decodedSize, decodeStream, type Decoded } from './decode.js'
 import { convertQcow2, inspectQcow2 } from './qcow2.js'
 import { openForWrite, zeroCheaply, type TargetDisk } from './target.js'
 import { Progress, tooLarge, writeStream, type WriteResult } from './write.js'
@@ -19,11 +20,20 @@ export async function writeImage(path: string, fileSize: number, codec: Codec, t
     return progress.done(size)
   }
   const size = await decodedSize(path, codec, fileSize)
+  return writeDecoded(() => decode(path, codec), size, target)
+}
+
+/** Writes an image that is still being downloaded: the size is known only for raw. */
+export async function writeImageStream(body: Readable, length: number | undefined, codec: Exclude<Codec, 'qcow2'>, target: TargetDisk): Promise<WriteResult> {
+  return writeDecoded(async () => decodeStream(body, codec), codec === 'raw' ? length : undefined, target)
+}
+
+async function writeDecoded(open: () => Promise<Decoded>, size: number | undefined, target: TargetDisk): Promise<WriteResult> {
   if (size !== undefined && size > target.size) throw tooLarge(target, size, true)
   if (size !== undefined) info(`image: ${formatBytes(size)} uncompressed`)
   // without a known size the whole disk is zeroed: the image may fill it
   await zeroCheaply(target, size ?? target.size).catch((err: Error) => info(`zeroing disk 0 first failed (${err.message.split('\n')[0]}): every block is written`))
-  const decoded = await decode(path, codec)
+  const decoded = await open()
   const fh = await openForWrite(target.path)
   try {
     const result = await writeStream(decoded.source, target, fh, size)

@@ -1,13 +1,15 @@
 // Where the image comes from: a local file, checked against the path policy, or an
 // http(s) URL fetched into the download cache. Either way the rest of create reads a
 // local file of known size.
-import { access, constants, readFile, realpath, stat, type FileHandle } from 'node:fs/promises'
+import { access, constants, readFile, realpath, stat } from 'node:fs/promises'
+import type { Readable } from 'node:stream'
 import { Failure } from './errors.js'
 import { forbiddenImagePath, type ImageRef } from './params.js'
 import { parseCurlOpts } from './curl-opts.js'
 import type { VariantConfig } from './variant-config.js'
 import { cachedDownload, expireEntries, prepareStorage } from './cache.js'
-import { makeAgents, networkFailure, httpFailure, request, withRetries, type AgentFor, type Endpoint } from './http.js'
+import { makeAgents, type Endpoint } from './http.js'
+import { downloadInto } from './download.js'
 import { formatBytes, info, redact } from './log.js'
 
 export interface ImageFile {
@@ -44,74 +46,32 @@ export async function checkLocalImage(path: string): Promise<{ path: string; siz
   return { path: real, size: st.size }
 }
 
-const BATCH = 1 << 20
+/** Receives the image's bytes while they are downloaded (a cache miss), with the
+ *  announced length if any; resolves when they are on disk 0. */
+export type StreamConsumer = (body: Readable, length: number | undefined) => Promise<void>
 
-async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint, agentFor: AgentFor): Promise<void> {
-  await withRetries(endpoint.opts.retries, `downloading ${redact(url.href)}`, async () => {
-    await fh.truncate(0)
-    const exchange = await request(url, endpoint, agentFor, { method: 'GET' }).catch((err) => {
-      throw networkFailure(url, err)
-    })
-    try {
-      const { response } = exchange
-      if (!response.ok) throw httpFailure(url, response.status, response.statusText)
-      const lengthHeader = response.headers.get('content-length')
-      const length = lengthHeader !== null && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined
-      info(`downloading ${redact(url.href)}${length !== undefined ? ` (${formatBytes(length)})` : ''}`)
-      const start = Date.now()
-      let lastReport = start
-      let written = 0
-      let pending: Buffer[] = []
-      let pendingBytes = 0
-      const flush = async () => {
-        if (pendingBytes === 0) return
-        const buf = Buffer.concat(pending, pendingBytes)
-        await fh.write(buf, 0, buf.length, written)
-        written += buf.length
-        pending = []
-        pendingBytes = 0
-      }
-      for await (const chunk of response.body as AsyncIterable<Buffer>) {
-        pending.push(chunk)
-        pendingBytes += chunk.length
-        if (pendingBytes >= BATCH) await flush()
-        const rate = endpoint.opts.limitRate
-        if (rate) {
-          const ahead = ((written + pendingBytes) / rate) * 1000 - (Date.now() - start)
-          if (ahead > 0) await new Promise((r) => setTimeout(r, ahead))
-        }
-        if (Date.now() - lastReport >= 5000) {
-          lastReport = Date.now()
-          const pct = length ? ` (${Math.floor(((written + pendingBytes) * 100) / length)}%)` : ''
-          info(`downloaded ${formatBytes(written + pendingBytes)}${pct}`)
-        }
-      }
-      await flush()
-      if (length !== undefined && written !== length) {
-        throw new Failure(`the download of ${redact(url.href)} ended after ${written} of ${length} bytes`, 'the server or the network cut it off: try again, or check the server')
-      }
-      const secs = Math.max((Date.now() - start) / 1000, 0.001)
-      info(`downloaded ${formatBytes(written)} in ${secs.toFixed(1)} s (${(written / secs / 1e6).toFixed(1)} MB/s)`)
-    } catch (err) {
-      throw networkFailure(url, err)
-    } finally {
-      exchange.done()
-    }
-  })
-}
-
-export async function openImage(ref: ImageRef, config: VariantConfig): Promise<ImageFile> {
+/** The image as a local file: the path itself, or the cache entry for a URL, downloaded
+ *  first on a miss. With `consumer`, a miss feeds the download to it as it arrives (the
+ *  returned `streamed` is then true): no waiting for the whole download before writing. */
+export async function openImage(ref: ImageRef, config: VariantConfig, consumer?: StreamConsumer): Promise<ImageFile & { streamed: boolean }> {
   if (ref.kind === 'path') {
     const local = await checkLocalImage(ref.path)
-    return { ...local, label: ref.path, release: async () => undefined }
+    return { ...local, label: ref.path, streamed: false, release: async () => undefined }
   }
   const endpoint: Endpoint = { proxy: config.proxy, opts: parseCurlOpts(config.curlOpts) }
   const agentFor = await makeAgents(endpoint)
   await prepareStorage(config.imageStorage)
   await expireEntries(config.imageStorage, config.cacheMaxDays).catch((err) => info(`cache expiry skipped: ${err.message}`))
-  const entry = await cachedDownload(config.imageStorage, ref.url, config.cacheMaxDays, (fh) => downloadInto(fh, ref.url, endpoint, agentFor))
+  // a retried transfer starts over, which a disk being written from it cannot: with
+  // --retry the download completes before writing starts
+  const tee = endpoint.opts.retries === 0 ? consumer : undefined
+  let streamed = false
+  const entry = await cachedDownload(config.imageStorage, ref.url, config.cacheMaxDays, async (fh) => {
+    streamed = tee !== undefined
+    await downloadInto(fh, ref.url, endpoint, agentFor, tee)
+  })
   const label = redact(ref.url.href)
-  info(`cache ${entry.hit ? 'hit' : 'miss'}: ${label} is ${entry.path}`)
+  info(`cache ${entry.hit ? 'hit' : 'miss'}: ${label} is ${entry.path}${streamed ? ' (written to disk 0 while downloading)' : ''}`)
   const st = await stat(entry.path)
-  return { path: entry.path, size: st.size, label, fromCache: { hit: entry.hit }, release: entry.release }
+  return { path: entry.path, size: st.size, label, streamed, fromCache: { hit: entry.hit }, release: entry.release }
 }

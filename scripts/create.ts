@@ -5,7 +5,9 @@ import { CODEC_NAMES, parseImage, parseImageType } from '../lib/params.js'
 import { readVariantConfig } from '../lib/variant-config.js'
 import { openImage } from '../lib/source.js'
 import { blockDeviceFor, inspectTarget } from '../lib/target.js'
-import { writeImage } from '../lib/deploy.js'
+import type { Readable } from 'node:stream'
+import { writeImage, writeImageStream } from '../lib/deploy.js'
+import type { WriteResult } from '../lib/write.js'
 import { detectFileCodec } from '../lib/decode.js'
 import { runHooks } from '../lib/hooks.js'
 import { defer } from '../lib/cleanup.js'
@@ -32,13 +34,20 @@ INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
     const target = await inspectTarget(disk.path, disk.size)
     info(`image ${image.kind === 'url' ? 'URL' : 'file'} ${image.kind === 'url' ? image.url.href : image.path}, type ${ganeti.params.image_type}, onto ${target.path} (${target.kind}, ${formatBytes(target.size)})`)
 
-    const file = await openImage(image, config)
+    // a download can be written while it arrives, unless the format must be seen whole first
+    let result: WriteResult | undefined
+    const streamTo = imageType === 'auto' || imageType === 'qcow2' ? undefined : async (body: Readable, length?: number) => {
+      result = await writeImageStream(body, length, imageType, target)
+    }
+    const file = await openImage(image, config, streamTo)
     defer('image source', () => file.release())
     if (image.kind === 'path' && file.path === target.path) throw new Failure('the image is disk 0 itself', 'give another image path')
-    const codec = imageType === 'auto' ? await detectFileCodec(file.path) : imageType
-    if (imageType === 'auto') info(`image_type auto: the image is ${CODEC_NAMES[codec]}`)
-
-    const result = await writeImage(file.path, file.size, codec, target)
+    if (!file.streamed) {
+      const codec = imageType === 'auto' ? await detectFileCodec(file.path) : imageType
+      if (imageType === 'auto') info(`image_type auto: the image is ${CODEC_NAMES[codec]}`)
+      result = await writeImage(file.path, file.size, codec, target)
+    }
+    if (!result) throw new Error('the image was not written')
     info(`wrote ${formatBytes(result.bytes)} to disk 0 in ${result.seconds.toFixed(1)} s (${(result.bytes / result.seconds / 1e6).toFixed(1)} MB/s), synced`)
 
     const device = await blockDeviceFor(target)

@@ -57,6 +57,34 @@ for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'raw+zst'
   })
 }
 
+test('a cache miss is written to disk 0 while it downloads; with --retry it downloads first', async () => {
+  let r = await create({ OS_VARIANT: variant(ws, 'stream'), OSP_IMAGE: web.url('/image.raw.bz2'), OSP_IMAGE_TYPE: 'raw+bzip2', DISK_0_PATH: sparseDisk(ws.dir, 'st.img') })
+  assert.is(r.code, 0, r.output)
+  assert.match(r.output, /cache miss: .* \(written to disk 0 while downloading\)/)
+  assert.ok(readHead(join(ws.dir, 'st.img'), img.bytes.length).equals(img.bytes))
+  r = await create({ OS_VARIANT: variant(ws, 'stream-retry', 'CUSTOM_CURL_OPTS="--retry 2"\n'), OSP_IMAGE: web.url('/image.raw.bz2'), OSP_IMAGE_TYPE: 'raw+bzip2', DISK_0_PATH: sparseDisk(ws.dir, 'st.img') })
+  assert.is(r.code, 0, r.output)
+  assert.match(r.output, /cache miss: /)
+  assert.not.match(r.output, /while downloading/)
+  assert.ok(readHead(join(ws.dir, 'st.img'), img.bytes.length).equals(img.bytes))
+})
+
+test('streamed downloads: a corrupt image and a cut-off download fail with their own cause, nothing cached', async () => {
+  const v = variant(ws, 'stream-bad')
+  const { writeFileSync: write, readFileSync: read } = await import('node:fs')
+  const xz = read(join(ws.dir, 'image.raw.xz'))
+  const bad = Buffer.from(xz)
+  bad.fill(0x33, 1000, 5000)
+  write(join(ws.dir, 'corrupt.raw.xz'), bad)
+  let r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/corrupt.raw.xz'), OSP_IMAGE_TYPE: 'raw+xz', DISK_0_PATH: sparseDisk(ws.dir, 'sb.img') })
+  assert.is(r.code, 1, r.output)
+  assert.match(r.lastLine, /^create failed: xz failed to decompress the image .*corrupt or truncated/)
+  r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/truncate/image.raw.gz'), OSP_IMAGE_TYPE: 'raw+gz', DISK_0_PATH: sparseDisk(ws.dir, 'sb.img') })
+  assert.is(r.code, 1, r.output)
+  assert.match(r.lastLine, /^create failed: (the download of .* ended after|downloading .* failed)/)
+  assert.equal(cacheFiles(v).filter((f) => !f.endsWith('.lock')), [])
+})
+
 test('HTTP 404 and a refused connection fail with the cause', async () => {
   const v = variant(ws, 'errors')
   let r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/status/404'), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'd.img') })
