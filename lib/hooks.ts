@@ -52,7 +52,8 @@ async function listHooks(dir: string): Promise<HookCandidate[] | null> {
   )
 }
 
-export async function runHooks(dir: string, env: NodeJS.ProcessEnv): Promise<number> {
+/** Runs the hooks in dir; `device` gives TARGET_DISK_DEVICE, asked only if a hook will run. */
+export async function runHooks(dir: string, env: NodeJS.ProcessEnv, device: () => Promise<string>): Promise<number> {
   const candidates = await listHooks(dir)
   if (candidates === null) {
     info(`no hooks directory ${dir}: no hooks to run`)
@@ -60,11 +61,13 @@ export async function runHooks(dir: string, env: NodeJS.ProcessEnv): Promise<num
   }
   const { run, skipped } = selectHooks(candidates)
   for (const s of skipped) info(`hook ${s.name} skipped: ${s.why}`)
+  if (run.length === 0) return 0
+  const hookEnv = { ...env, TARGET_DISK_DEVICE: await device() }
   for (const name of run) {
     const path = join(dir, name)
     info(`running hook ${name}`)
     const start = Date.now()
-    const child = track(spawn(path, [], { env, stdio: ['ignore', 'inherit', 'inherit'] }))
+    const child = track(spawn(path, [], { env: hookEnv, stdio: ['ignore', 'inherit', 'inherit'] }))
     const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       child.once('error', (err) => reject(new Failure(`hook ${name} could not be started (${err.message})`, `check its #! line and permissions in ${dir}`)))
       child.once('close', (code, signal) => resolve({ code, signal }))

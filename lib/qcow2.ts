@@ -10,6 +10,7 @@ import { Failure } from './errors.js'
 import { track } from './cleanup.js'
 import { debug } from './log.js'
 import type { TargetDisk } from './target.js'
+import type { Progress } from './write.js'
 
 export interface Qcow2Header {
   version: number
@@ -69,12 +70,17 @@ export async function inspectQcow2(path: string): Promise<number> {
 
 /** Writes the image onto the target: qemu-img writes only what the image holds and zeroes
  *  the rest of its range itself, so a reused disk holds exactly the image afterwards. */
-export async function convertQcow2(path: string, target: TargetDisk): Promise<void> {
-  // O_DIRECT (-t none) on block devices; files go through the page cache and get our fdatasync
-  const cache = target.kind === 'block' ? ['-t', 'none'] : []
-  const args = ['convert', '-f', 'qcow2', '-O', 'raw', '-n', '-W', ...cache, path, target.path]
+export async function convertQcow2(path: string, target: TargetDisk, progress: Progress, size: number): Promise<void> {
+  // O_DIRECT (-t none) on block devices; files go through the page cache and get our fdatasync.
+  // On a disk known to read as zero, qemu-img need not write the image's zero clusters.
+  const args = ['convert', '-p', '-f', 'qcow2', '-O', 'raw', '-n', '-W', ...(target.kind === 'block' ? ['-t', 'none'] : []), ...(target.knownZero ? ['--target-is-zero'] : []), path, target.path]
   debug(`running qemu-img ${args.join(' ')}`)
-  const child = track(spawn('qemu-img', args, { stdio: ['ignore', 'inherit', 'pipe'] }))
+  const child = track(spawn('qemu-img', args, { stdio: ['ignore', 'pipe', 'pipe'] }))
+  // -p prints "(12.34/100%)" updates on stdout: turned into our progress lines
+  child.stdout!.on('data', (b: Buffer) => {
+    const m = /\((\d+(?:\.\d+)?)\/100%\)[^(]*$/.exec(b.toString())
+    if (m) progress.tick(Math.round((Number(m[1]) / 100) * size))
+  })
   const errText: string[] = []
   child.stderr!.on('data', (b: Buffer) => {
     process.stderr.write(b)

@@ -83,6 +83,12 @@ export async function zeroCheaply(target: TargetDisk, length: number): Promise<b
   return true
 }
 
+/** Whether path is the target itself (say, through a symlink). */
+export async function sameFile(path: string, target: TargetDisk): Promise<boolean> {
+  const st = await stat(path)
+  return st.ino === target.ino && st.dev === target.dev
+}
+
 /** Opens the target for writing without creating or truncating it. */
 export async function openForWrite(path: string): Promise<FileHandle> {
   return open(path, 'r+')

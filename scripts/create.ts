@@ -4,7 +4,7 @@ import { readDisk, readGanetiEnv } from '../lib/ganeti-env.js'
 import { CODEC_NAMES, parseImage, parseImageType } from '../lib/params.js'
 import { readVariantConfig } from '../lib/variant-config.js'
 import { openImage } from '../lib/source.js'
-import { blockDeviceFor, inspectTarget } from '../lib/target.js'
+import { blockDeviceFor, inspectTarget, sameFile } from '../lib/target.js'
 import type { Readable } from 'node:stream'
 import { writeImage, writeImageStream } from '../lib/deploy.js'
 import type { WriteResult } from '../lib/write.js'
@@ -41,7 +41,7 @@ INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
     }
     const file = await openImage(image, config, streamTo)
     defer('image source', () => file.release())
-    if (image.kind === 'path' && file.path === target.path) throw new Failure('the image is disk 0 itself', 'give another image path')
+    if (await sameFile(file.path, target)) throw new Failure('the image is disk 0 itself', 'give another image path')
     if (!file.streamed) {
       const codec = imageType === 'auto' ? await detectFileCodec(file.path) : imageType
       if (imageType === 'auto') info(`image_type auto: the image is ${CODEC_NAMES[codec]}`)
@@ -50,8 +50,7 @@ INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
     if (!result) throw new Error('the image was not written')
     info(`wrote ${formatBytes(result.bytes)} to disk 0 in ${result.seconds.toFixed(1)} s (${(result.bytes / result.seconds / 1e6).toFixed(1)} MB/s), synced`)
 
-    const device = await blockDeviceFor(target)
-    const hooks = await runHooks(config.hooksDir, { ...process.env, ...config.vars, TARGET_DISK_DEVICE: device })
+    const hooks = await runHooks(config.hooksDir, { ...process.env, ...config.vars }, () => blockDeviceFor(target))
     info(`done: ${ganeti.instanceName} installed from ${file.label}${hooks ? `, ${hooks} hook(s) run` : ''}`)
   },
 })

@@ -89,7 +89,7 @@ test('an image larger than the disk stops at the disk end (size unknown before)'
     const disk = sparseDisk(ws.dir, 'small.img', 16 * MiB)
     const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, img.files[type as 'raw']), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk }))
     assert.is.not(r.code, 0)
-    assert.match(r.lastLine, /at least .* larger than disk 0/)
+    assert.match(r.lastLine, /at least .* larger than disk 0/, r.output)
     assert.is(statSync(disk).size, 16 * MiB, 'the file disk grew')
   }
 })
