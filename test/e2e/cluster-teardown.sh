@@ -20,6 +20,11 @@ mkdir -p "$E2E_LOGS"
 if [ -f "$E2E_STATE/cluster-initialised" ] && [ -f /var/lib/ganeti/config.data ] && command -v gnt-cluster >/dev/null; then
   ganeti_daemons_ok || { gclean /usr/lib/ganeti/daemon-util stop-all; gclean /usr/lib/ganeti/daemon-util start-all; } >/dev/null 2>&1
   for _ in $(seq 1 30); do timeout 10 gnt-cluster info >/dev/null 2>&1 && break; sleep 1; done
+  # jobs of an interrupted run may still be going: let them end first
+  for job in $(timeout 60 gnt-job list --no-headers -o id,status 2>/dev/null | awk '$2 ~ /^(queued|waiting|running|canceling)$/ { print $1 }'); do
+    e2e_log "waiting for job $job"
+    timeout 300 gnt-job wait "$job" >/dev/null 2>&1 || timeout 300 gnt-job watch "$job" >/dev/null 2>&1
+  done
   for inst in $(timeout 60 gnt-instance list --no-headers -o name 2>/dev/null); do
     e2e_log "removing instance $inst"
     timeout 120 gnt-instance remove -f --ignore-failures --shutdown-timeout=0 "$inst" >/dev/null 2>&1 || e2e_log "  (removal of $inst failed)"
@@ -90,7 +95,7 @@ fi
 
 # ---------------------------------------------------------------- packages
 # our own package first, whatever happens to the others
-if dpkg-query -W -f='${db:Status-Abbrev}' ganeti-instance-simpleimage 2>/dev/null | grep -q '^[ir]'; then
+if [[ $(pkg_status ganeti-instance-simpleimage) == [ir]? ]]; then
   e2e_log "purging ganeti-instance-simpleimage"
   dpkg --purge ganeti-instance-simpleimage >>"$E2E_LOGS/teardown-apt.log" 2>&1 || e2e_log "  (dpkg --purge failed, see $E2E_LOGS/teardown-apt.log)"
 fi
@@ -107,9 +112,11 @@ if [ -s "$E2E_STATE/apt-installed.list" ] && [ "${E2E_KEEP_PACKAGES:-0}" != 1 ];
   : >"$E2E_STATE/apt-installed.list"
 fi
 # what the ganeti packages leave behind after a purge (owned by their deleted users)
-if ! dpkg-query -W -f='${db:Status-Abbrev}' ganeti 2>/dev/null | grep -q '^[ir]'; then
-  for d in /var/lib/ganeti /var/log/ganeti /var/run/ganeti /run/ganeti /etc/ganeti; do
+if [[ $(pkg_status ganeti) != [ir]? ]]; then
+  for d in /var/lib/ganeti /var/log/ganeti /var/run/ganeti /run/ganeti /etc/ganeti /run/lock/ganeti-ssconf.lock; do
     existed_before "$d" || rm -rf "$d"
   done
 fi
+# lvm2 (a dependency of ganeti) leaves its lock directory
+if [[ $(pkg_status lvm2) != [ir]? ]] && ! existed_before /run/lock/lvm; then rmdir /run/lock/lvm 2>/dev/null; fi
 exit 0

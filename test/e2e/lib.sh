@@ -5,7 +5,7 @@
 E2E_WORK=${E2E_WORK:-/var/tmp/simpleimage-e2e}      # images, HTTP root, state of the run
 E2E_STATE=$E2E_WORK/state                             # what the run changed: read by teardown
 E2E_LOGS=${E2E_LOGS:-$E2E_REPO/test/.tmp/e2e}         # logs (kept after the run, git-ignored)
-E2E_LOCK=${E2E_LOCK:-/run/lock/simpleimage-e2e.lock}
+E2E_LOCK=${E2E_LOCK:-/run/lock/simpleimage-e2e.pid}   # the pid of the run in progress
 
 # the throw-away cluster: an isolated, port-less bridge with a documentation-range
 # (RFC 5737) address; nothing is routed off the host
@@ -36,6 +36,9 @@ gclean() { env -i PATH=$CLEAN_PATH LANG=C.UTF-8 HOME=/root "$@"; }
 e2e_log() { printf '[%s %4ds] %s\n' "${E2E_PHASE:-e2e}" "$((SECONDS - ${E2E_T0:-0}))" "$*"; }
 
 have_dm() { grep -qw device-mapper /proc/misc 2>/dev/null || grep -qw device-mapper /proc/devices 2>/dev/null; }
+
+# dpkg's two-letter status of a package ("ii" installed, "rc" config files left), or nothing
+pkg_status() { dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null | cut -c1-2; }
 
 # Installed packages, one name a line (the set apt changes are measured against).
 installed_packages() { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' 2>/dev/null | awk '$1 == "ii" { print $2 }' | sort; }

@@ -5,8 +5,8 @@
 #          the disk is non-zero)
 #   b.raw  24 MiB: the same layout, /etc/hostname "image-b", almost empty (mostly zeros:
 #          written over a disk holding a.raw, any byte left from a.raw shows)
-# each also as .raw.gz, .raw.bz2, .raw.xz and .qcow2; corrupt ones: a-trunc.* (the first
-# half of a.raw.{gz,bz2,xz} and a.qcow2) and big.raw (48 MiB, larger than the 32 MiB disks).
+# each also as .raw.gz, .raw.bz2, .raw.xz, .raw.zst and .qcow2; corrupt ones: a-trunc.* (the
+# first half of a.raw.{gz,bz2,xz,zst} and a.qcow2) and big.raw (48 MiB, larger than the 32 MiB disks).
 set -euo pipefail
 out=${1:?usage: make-images.sh DIR}
 mkdir -p "$out"
@@ -33,9 +33,10 @@ for n in a b; do
   gzip -n -c "$out/$n.raw" >"$out/$n.raw.gz"
   bzip2 -c "$out/$n.raw" >"$out/$n.raw.bz2"
   xz -T1 -c "$out/$n.raw" >"$out/$n.raw.xz"
+  zstd -q -c "$out/$n.raw" >"$out/$n.raw.zst"
   qemu-img convert -q -f raw -O qcow2 "$out/$n.raw" "$out/$n.qcow2"
 done
-for ext in raw.gz raw.bz2 raw.xz qcow2; do
+for ext in raw.gz raw.bz2 raw.xz raw.zst qcow2; do
   size=$(stat -c %s "$out/a.$ext")
   head -c "$((size / 2))" "$out/a.$ext" >"$out/a-trunc.$ext"
 done
