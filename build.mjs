@@ -3,16 +3,20 @@
 // beside them, on Debian 12's node 18 as well as on Node 20+ (FIELD-NOTES §5).
 import { build } from 'esbuild'
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = dirname(fileURLToPath(import.meta.url))
 
 export const ACTIONS = ['create', 'import', 'export', 'rename', 'verify']
 
-export async function buildAll({ outdir = 'dist', quiet = false } = {}) {
+export async function buildAll({ outdir = join(root, 'dist'), quiet = false } = {}) {
   await rm(outdir, { recursive: true, force: true })
   await mkdir(outdir, { recursive: true })
   for (const action of ACTIONS) {
     const outfile = `${outdir}/${action}`
     await build({
-      entryPoints: [`scripts/${action}.ts`],
+      entryPoints: [join(root, 'scripts', `${action}.ts`)],
       outfile,
       bundle: true,
       platform: 'node',
