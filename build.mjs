@@ -18,6 +18,7 @@ export async function buildAll({ outdir = join(root, 'dist'), quiet = false } = 
     await build({
       entryPoints: [join(root, 'scripts', `${action}.ts`)],
       outfile,
+      absWorkingDir: root, // module paths in the bundle's comments must not depend on the cwd
       bundle: true,
       platform: 'node',
       format: 'cjs', // extensionless ESM needs Node >= 20.19; CJS runs on 18 too

@@ -32,10 +32,9 @@ export const IMAGE_TYPE_NAMES = Object.keys(IMAGE_TYPES)
 
 export type ImageRef = { kind: 'path'; path: string } | { kind: 'url'; url: URL }
 
+/** The image_type parameter; without one the format is detected (auto). */
 export function parseImageType(value: string | undefined): Codec | 'auto' {
-  if (value === undefined || value === '') {
-    throw new Failure('the OS parameter image_type is not set', `add -O image_type=TYPE with TYPE one of ${IMAGE_TYPE_NAMES.join(', ')}`)
-  }
+  if (value === undefined || value.trim() === '') return 'auto'
   const codec = IMAGE_TYPES[value.trim().toLowerCase()]
   if (!codec) throw new Failure(`unknown image_type '${value}'`, `use one of ${IMAGE_TYPE_NAMES.join(', ')}`)
   return codec

@@ -54,14 +54,16 @@ function readFull(fd: number, buf: Buffer): number {
 
 /** Copies fd `input` (stdin) onto the device, never past `size`; one fdatasync at the end.
  *  The device is opened without O_CREAT or O_TRUNC: it must exist, and keeps its size. */
-export function copyToDevice(input: number, path: string, size: number): number {
+export function copyToDevice(input: number, path: string, size: number): { bytes: number; firstByteAt: number } {
   const fd = openSync(path, 'r+')
   const buf = Buffer.allocUnsafe(BLOCK)
   let position = 0
+  let firstByteAt = 0
   try {
     for (;;) {
       const n = readFull(input, buf)
       if (n === 0) break
+      if (firstByteAt === 0) firstByteAt = Date.now()
       if (position + n > size) throw new Failure(`the import stream is larger than ${path} (${size} bytes)`, 'import onto a disk at least as large as the exported one')
       let done = 0
       while (done < n) done += writeSync(fd, buf, done, n - done, position + done)
@@ -71,5 +73,5 @@ export function copyToDevice(input: number, path: string, size: number): number 
   } finally {
     closeSync(fd)
   }
-  return position
+  return { bytes: position, firstByteAt: firstByteAt || Date.now() }
 }

@@ -32,7 +32,7 @@ INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
     const config = await readVariantConfig(process.env, ganeti.variant)
     const disk = readDisk(process.env, 0)
     const target = await inspectTarget(disk.path, disk.size)
-    info(`image ${image.kind === 'url' ? 'URL' : 'file'} ${image.kind === 'url' ? image.url.href : image.path}, type ${ganeti.params.image_type}, onto ${target.path} (${target.kind}, ${formatBytes(target.size)})`)
+    info(`image ${image.kind === 'url' ? 'URL' : 'file'} ${image.kind === 'url' ? image.url.href : image.path}, type ${ganeti.params.image_type || 'auto (not set)'}, onto ${target.path} (${target.kind}, ${formatBytes(target.size)})`)
 
     // a download can be written while it arrives, unless the format must be seen whole first
     let result: WriteResult | undefined

@@ -16,9 +16,9 @@ Run by Ganeti (OS API 20) during gnt-backup import: writes stdin onto IMPORT_DEV
     const device = requireVar(process.env, 'IMPORT_DEVICE')
     const disk = await inspectTarget(device)
     info(`importing disk ${process.env.IMPORT_INDEX ?? '?'} onto ${device} (${disk.kind}, ${formatBytes(disk.size)})`)
-    const start = Date.now()
-    const bytes = copyToDevice(0, device, disk.size)
-    const secs = Math.max((Date.now() - start) / 1000, 0.001)
+    const { bytes, firstByteAt } = copyToDevice(0, device, disk.size)
+    // timed from the first byte: before it, import only waits for the exporting node
+    const secs = Math.max((Date.now() - firstByteAt) / 1000, 0.001)
     info(`imported ${formatBytes(bytes)} in ${secs.toFixed(1)} s (${(bytes / secs / 1e6).toFixed(1)} MB/s), synced`)
   },
 })

@@ -29,9 +29,9 @@ local image file or an image URL that answers within ${URL_TIMEOUT_MS / 1000} se
   async run() {
     const ganeti = readGanetiEnv(process.env)
     const { image: imageText, image_type: typeText } = ganeti.params
-    const imageType = typeText === undefined ? undefined : parseImageType(typeText)
+    const imageType = parseImageType(typeText)
     if (imageType === 'qcow2') await checkQemuImg()
-    if (imageType !== undefined && imageType !== 'auto') info(`image_type ${typeText}: ok`)
+    if (imageType !== 'auto') info(`image_type ${typeText}: ok`)
     if (imageText === undefined) {
       info(`image is not set: nothing more to check (a partial parameter set, such as cluster-wide defaults; create needs image=)`)
       return

@@ -98,6 +98,9 @@ test('image_type=auto: verify reports what it detected, for a path and for a URL
   r = await verify({ image: web.url('/a.img'), image_type: 'auto' })
   assert.is(r.code, 0, r.output)
   assert.match(r.output, /image_type auto: the image is raw\n/)
+  r = await verify({ image: join(ws.dir, 'a.img.xz') }) // no image_type: auto
+  assert.is(r.code, 0, r.output)
+  assert.match(r.output, /image_type auto: the image is raw\+xz/)
 })
 
 test('a partial parameter set (cluster-wide defaults) checks what it has and passes', async () => {

@@ -34,7 +34,7 @@ test('disk 0: path and size in bytes; a URI-only disk is a clear failure', () =>
   failsWith(() => readDisk({ DISK_COUNT: '0' }, 0), /has 0 disk/)
 })
 
-test('image_type: every documented spelling, case-insensitive; unknown ones refused', () => {
+test('image_type: every documented spelling, case-insensitive; unset means auto; unknown ones refused', () => {
   assert.is(parseImageType('raw'), 'raw')
   assert.is(parseImageType('raw+gz'), 'gzip')
   assert.is(parseImageType('raw+bzip2'), 'bzip2')
@@ -44,7 +44,8 @@ test('image_type: every documented spelling, case-insensitive; unknown ones refu
   assert.is(parseImageType('raw+zst'), 'zstd')
   assert.is(parseImageType('auto'), 'auto')
   failsWith(() => parseImageType('zip'), /unknown image_type 'zip'.*raw\+gz/)
-  failsWith(() => parseImageType(undefined), /image_type is not set/)
+  assert.is(parseImageType(undefined), 'auto')
+  assert.is(parseImageType(' '), 'auto')
 })
 
 test('detectCodec: magic bytes of gzip, bzip2, xz, zstd and qcow2; anything else is raw', () => {
