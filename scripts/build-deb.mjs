@@ -14,13 +14,12 @@
 //   --keep-staging  leave the staging tree in place and print its path
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { chmod, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, lutimes, writeFile } from 'node:fs/promises'
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, lutimes, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gzipSync } from 'node:zlib'
-import { ACTIONS, buildAll } from '../build.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const debianDir = join(root, 'scripts', 'debian')
@@ -31,8 +30,10 @@ export const OS_DIR = `/usr/share/ganeti/os/${OS_NAME}`
 export const CONFIG_DIR = '/etc/ganeti/instance-simpleimage'
 export const DOC_DIR = `/usr/share/doc/${PACKAGE}`
 export const NODE = '/usr/bin/node'
+export const ACTIONS = ['create', 'import', 'export', 'rename', 'verify']
 
-/** Who signs the package: the maintainer of the newest changelog entry. */
+/** The newest changelog entry: its version, its maintainer (the package's Maintainer) and
+ *  its date (the time stamp of every file in the package). */
 function parseChangelog(text) {
   const head = /^(\S+) \(([^)]+)\) [^;]+; urgency=\S+$/m.exec(text)
   const trailer = /^ -- (.+ <[^>]+>) {2}(.+)$/m.exec(text)
@@ -103,6 +104,7 @@ async function bundledPackages() {
     const code = await readFile(join(root, 'dist', action), 'utf8')
     for (const m of code.matchAll(/^\/\/ node_modules\/((?:@[^/\s]+\/)?[^/\s]+)\//gm)) names.add(m[1])
   }
+  if (names.size === 0) throw new Error('found no "// node_modules/..." module comments in dist/: cannot list the bundled modules for the copyright file')
   return [...names].sort()
 }
 
@@ -244,7 +246,19 @@ export async function buildDeb(opts = {}) {
     throw new Error(`scripts/debian/changelog starts with ${changelog.source} (${changelog.version}) but package.json says ${version}: add an entry for ${PACKAGE} (${version}) at its top`)
   }
 
-  await buildAll({ quiet: true })
+  // esbuild names each bundled module in a comment by its path relative to the working
+  // directory it saw when it was loaded: load it (through build.mjs) from the repository
+  // root, so that the bundles and the .deb are the same wherever this runs, and
+  // bundledPackages() finds the node_modules paths
+  const cwd = process.cwd()
+  process.chdir(root)
+  try {
+    const { ACTIONS: built, buildAll } = await import('../build.mjs')
+    if (built.join() !== ACTIONS.join()) throw new Error(`build.mjs builds ${built.join(', ')}, build-deb.mjs packages ${ACTIONS.join(', ')}: update ACTIONS here`)
+    await buildAll({ quiet: true })
+  } finally {
+    process.chdir(cwd)
+  }
   const stage = await mkdtemp(join(tmpdir(), `${PACKAGE}-deb-`))
   try {
     await chmod(stage, 0o755)
@@ -257,7 +271,8 @@ export async function buildDeb(opts = {}) {
     if (r.status !== 0) throw new Error(`dpkg-deb failed: ${(r.stderr || r.stdout).trim()}`)
     if (!quiet) console.log(`built ${relative(process.cwd(), deb) || deb} (${kib} KiB installed; conffiles: ${conffiles.join(', ')})`)
     if (lintian) {
-      const l = spawnSync('lintian', ['--info', '--display-info', '--fail-on', 'error,warning', deb], { stdio: 'inherit' })
+      // (lintian leaves a temporary file behind in TMPDIR: give it one that is removed)
+      const l = spawnSync('lintian', ['--info', '--display-info', '--fail-on', 'error,warning', deb], { stdio: 'inherit', env: { ...process.env, TMPDIR: stage } })
       if (l.error) throw new Error(`lintian could not be run (${l.error.message}); apt-get install lintian`)
       if (l.status !== 0) throw new Error(`lintian found problems in ${deb} (exit ${l.status})`)
       if (!quiet) console.log('lintian: no errors or warnings')

@@ -41,7 +41,7 @@ if [ -f "$E2E_STATE/cluster-initialised" ]; then
   for d in /var/lib/ganeti /var/lib/ganeti/queue /var/lib/ganeti/queue/archive; do
     [ -d "$d" ] && find "$d" -maxdepth 1 -mindepth 1 ! -type d -delete
   done
-  rm -rf /var/lib/ganeti/queue/archive/* /var/lib/ganeti/export/* "$FILE_STORAGE_DIR"/* /var/run/ganeti/import-export/* 2>/dev/null
+  rm -rf /var/lib/ganeti/queue/archive/* /var/lib/ganeti/export/* "${FILE_STORAGE_DIR:?}"/* /var/run/ganeti/import-export/* 2>/dev/null
   rm -f "$E2E_STATE/cluster-initialised"
 fi
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared settings and helpers of the end-to-end suite (sourced by run.sh,
 # cluster-setup.sh and cluster-teardown.sh). Every setting can be overridden from the
 # environment; the defaults suit a throw-away Debian 12 machine or CI runner.
