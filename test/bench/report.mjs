@@ -1,0 +1,206 @@
+// Turns the measured cells into the comparison table, the issue's targets with pass/miss and
+// what limited each one, and writes RESULTS.md and results.json.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parallelBzip2 } from './sides.mjs'
+import { median, trySh } from './util.mjs'
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
+const first = (cmd) => (trySh(cmd) ?? '').split('\n')[0].trim() || 'not installed'
+
+export function machine() {
+  return {
+    nproc: Number(first('nproc')),
+    cpu: cpus()[0]?.model ?? first("grep -m1 'model name' /proc/cpuinfo"),
+    memoryGiB: +(totalmem() / 2 ** 30).toFixed(1),
+    kernel: first('uname -r'),
+    os: first('. /etc/os-release && echo "$PRETTY_NAME"'),
+    node: process.version,
+    tools: {
+      xz: first('xz --version'), gzip: first('gzip --version'), pigz: first('pigz --version 2>&1'),
+      bzip2: first('bzip2 --help 2>&1 | grep -i version'), lbzip2: first('lbzip2 --version 2>&1'), pbzip2: first('command -v pbzip2 >/dev/null && pbzip2 --version 2>&1 | head -1'),
+      zstd: first('zstd --version'), 'qemu-img': first('qemu-img --version'), curl: first('curl --version'), dd: first('dd --version'),
+    },
+    // which provider was measured: the commit, and whether lib/ or scripts/ differed from it
+    provider: `commit ${first(`git -C '${REPO}' rev-parse --short HEAD`)}` + (trySh(`git -C '${REPO}' status --porcelain -- lib scripts build.mjs`) ? ' + uncommitted changes in lib/ or scripts/' : ''),
+  }
+}
+
+const stats = (c) => (c && c.runs.length ? { s: median(c.runs.map((r) => r.seconds)), rss: Math.max(...c.runs.map((r) => r.rssMiB)), n: c.runs.length } : null)
+const f2 = (x) => (x == null || Number.isNaN(x) ? '—' : x.toFixed(2))
+
+/** Rows of the create table with their limit: the slowest of what any writer must do
+ *  (write the raw image with dd, decode the image, download it for a cold URL run). */
+export function rows(results) {
+  const find = (p) => results.cells.find((c) => Object.entries(p).every(([k, v]) => c[k] === v))
+  const out = []
+  for (const format of results.options.formats) {
+    for (const source of results.options.sources) {
+      for (const target of results.options.targets) {
+        const ours = find({ format, source, target, side: 'ours' })
+        // a cache hit of the original provider is its pipeline on the cached file: the path run
+        const pipe = find({ format, source: source === 'url-warm' ? 'path' : source, target, side: 'pipeline' })
+        // the disk alone (the faster of writing everything and, on a sparse file, skipping
+        // zero blocks), the source alone (decompressor, or reading the raw file), the download
+        const disk = [stats(find({ format: 'raw', target, side: 'write-cached' })), stats(find({ format: 'raw', target, side: 'write-sparse' }))].filter(Boolean)
+        const decoded = stats(find({ format, side: 'decode', target }) ?? find({ format, side: 'decode' }))
+        const parts = { disk: disk.length ? disk.reduce((a, b) => (b.s < a.s ? b : a)) : null, source: decoded }
+        if (source === 'url-cold') parts.download = stats(find({ format, side: 'download' }))
+        const known = Object.entries(parts).filter(([, v]) => v)
+        const [bound, lim] = known.length ? known.reduce((a, b) => (b[1].s > a[1].s ? b : a)) : ['', { s: NaN }]
+        const o = stats(ours), p = stats(pipe)
+        const status = results.unsupported.includes(format) ? 'unsupported' : ours?.error ? 'failed' : o ? 'ok' : 'not run'
+        out.push({ format, source, target, status, ours: o?.s, pipeline: p?.s, limit: lim.s, bound, limitParts: Object.fromEntries(known.map(([k, v]) => [k, v.s])), oursPipeline: o && p ? o.s / p.s : null, oursLimit: o ? o.s / lim.s : null, rssMiB: o?.rss, runs: o?.n })
+      }
+    }
+  }
+  return out
+}
+
+/** What stood in the way: is the goal reachable at all, and is ours at the limit? */
+function why(row, goal, start) {
+  if (!row || row.ours == null) return row?.status ?? 'not measured'
+  const parts = Object.entries(row.limitParts).map(([k, v]) => `${k} ${f2(v)} s`).join(', ')
+  if (row.ours < row.limit * 0.85) return `below the limit measured alone (${parts}): ours does less than that command (zero blocks not written) or met less load`
+  if (row.ours <= row.limit * 1.15) return `at the limit: ${row.bound}-bound (${parts}; ours ${f2(row.ours)} s)`
+  if (row.limit / row.pipeline > goal) return `unreachable here: the limit (${row.bound}-bound; ${parts}) is already ${f2(row.limit / row.pipeline)}× the pipeline; ours ${f2(row.ours)} s`
+  return `ours ${f2(row.ours)} s is ${f2(row.oursLimit)}× the limit (${parts})${gap(row.ours - row.limit, start)}`
+}
+
+/** Whether the provider's start-up (node, bundle) explains a gap, or the copy itself does. */
+function gap(seconds, start) {
+  if (start == null) return ': overhead in the provider'
+  return seconds <= start * 1.5 ? `: the gap (${f2(seconds)} s) is about the provider's start-up (${f2(start)} s)` : `: overhead in the provider beyond its start-up (${f2(start)} s)`
+}
+
+export function targets(results, rs) {
+  const start = stats(results.cells.find((c) => c.side === 'startup'))?.s
+  const get = (format, target, source = 'path') => rs.find((r) => r.format === format && r.target === target && r.source === source)
+  const out = []
+  const ratioGoal = (name, format, goal, note) => {
+    for (const target of results.options.targets) {
+      const r = get(format, target)
+      if (!r) continue
+      const v = r.oursPipeline
+      out.push({ name: `${name} (${target})`, goal: `≤ ${goal}× pipeline`, value: v == null ? r.status : `${f2(v)}× (${f2(r.ours)} s vs ${f2(r.pipeline)} s)`, pass: note ? null : v != null && v <= goal, why: note ?? why(r, goal, start) })
+    }
+  }
+  ratioGoal('raw+gz', 'raw+gz', 0.35)
+  ratioGoal('raw+xz multi-block', 'raw+xz multi', 0.5)
+  ratioGoal('raw+xz single-block', 'raw+xz single', 0.8)
+  ratioGoal('raw+bzip2', 'raw+bzip2', 0.6, parallelBzip2() ? undefined : 'n/a: no lbzip2 or pbzip2 installed')
+  ratioGoal('qcow2 vs qemu-img dd', 'qcow2', 0.4)
+  ratioGoal('raw vs dd bs=2M', 'raw', 0.8)
+  // warm cache against local path: worst case over formats and targets
+  const warm = rs.filter((r) => r.source === 'url-warm' && r.ours != null).map((r) => ({ r, p: get(r.format, r.target) })).filter(({ p }) => p?.ours != null)
+  if (warm.length) {
+    const worst = warm.reduce((a, b) => (b.r.ours / b.p.ours > a.r.ours / a.p.ours ? b : a))
+    const v = worst.r.ours / worst.p.ours
+    out.push({ name: 'warm-cache URL vs local path', goal: '≤ 1.1× (every format, target)', value: `worst ${f2(v)}× (${worst.r.format} → ${worst.r.target}: ${f2(worst.r.ours)} s vs ${f2(worst.p.ours)} s)`, pass: v <= 1.1, why: `the cache hit costs ${f2(worst.r.ours - worst.p.ours)} s more than the local file; median over formats and targets ${f2(median(warm.map(({ r, p }) => r.ours / p.ours)))}×` })
+  }
+  const ours = results.cells.filter((c) => c.side === 'ours' && c.runs.length)
+  if (ours.length) {
+    const top = ours.reduce((a, b) => (stats(b).rss > stats(a).rss ? b : a))
+    const v = stats(top).rss
+    out.push({ name: 'peak RSS', goal: '≤ 150 MiB everywhere', value: `max ${v.toFixed(0)} MiB (${top.format} ${top.source ?? ''} → ${top.target})`, pass: v <= 150, why: v <= 150 ? '' : 'the largest process in the tree (GNU time %M)' })
+  }
+  for (const op of ['export', 'import']) {
+    for (const target of results.options.targets) {
+      const o = stats(results.cells.find((c) => c.format === op && c.target === target && c.side === 'ours'))
+      const d = stats(results.cells.find((c) => c.format === op && c.target === target && c.side === 'dd'))
+      if (!o || !d) continue
+      const v = d.s / o.s
+      const rate = (x) => `${(results.options.sizeMiB * 1.048576 / x).toFixed(0)} MB/s`
+      out.push({ name: `${op} (${target})`, goal: '≥ 0.9× dd throughput', value: `${f2(v)}× (${f2(o.s)} s vs dd ${f2(d.s)} s)`, pass: v >= 0.9, why: `dd ${rate(d.s)}, ours ${rate(o.s)}${v >= 0.9 ? '' : gap(o.s - d.s, start)}` })
+    }
+  }
+  return out
+}
+
+/** Other work competed: load before the bench started, or more load than CPUs while it ran
+ *  (the bench itself keeps one to two CPUs busy). */
+const one = (l) => Number(l.split(' ')[0])
+const busy = (m) => one(m.loadBefore) > m.nproc / 2 || Math.max(one(m.loadAfter), ...(m.loadDuring ?? [])) > m.nproc
+
+export function report(results, outDir) {
+  const rs = rows(results)
+  const ts = targets(results, rs)
+  const m = results.machine
+  const mark = (p) => (p === null ? 'n/a' : p ? 'pass' : '**MISS**')
+  const table = (head, lines) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...lines.map((l) => `| ${l.join(' | ')} |`)].join('\n')
+  const createTable = table(['format', 'source', 'target', 'ours s', 'pipeline s', 'limit s (bound)', 'ours/pipeline', 'ours/limit', 'ours peak RSS MiB'],
+    rs.map((r) => [r.format, r.source, r.target, r.status === 'ok' ? f2(r.ours) : r.status, f2(r.pipeline), `${f2(r.limit)} (${r.bound || '—'})`, f2(r.oursPipeline), f2(r.oursLimit), r.rssMiB == null ? '—' : r.rssMiB.toFixed(0)]))
+  const lim = (format, side) => {
+    const cs = results.cells.filter((c) => c.format === format && c.side === side)
+    if (!cs.length) return '—'
+    return `${cs.map((c) => `${f2(stats(c)?.s)} s${c.target ? ` (${c.target} rounds)` : ''}`).join(', ')}: \`${cs[0].label}\``
+  }
+  const limitTable = table(['format', 'compressed MiB', 'best decoder alone', "original's decoder alone", 'download alone (loopback)'],
+    results.options.formats.map((f) => [f, (results.image.sizes[f] / 2 ** 20).toFixed(1), lim(f, 'decode'), lim(f, 'decode1'), lim(f, 'download')]))
+  const writes = results.cells.filter((c) => c.side.startsWith('write')).map((c) => `${c.target}, ${c.label}: ${f2(stats(c)?.s)} s`).join('; ')
+  const start = stats(results.cells.find((c) => c.side === 'startup'))?.s
+  const xi = []
+  for (const op of ['export', 'import']) for (const target of results.options.targets) {
+    const o = stats(results.cells.find((c) => c.format === op && c.target === target && c.side === 'ours'))
+    const d = stats(results.cells.find((c) => c.format === op && c.target === target && c.side === 'dd'))
+    if (o && d) xi.push([op, target, f2(o.s), f2(d.s), f2(d.s / o.s), o.rss.toFixed(0)])
+  }
+  const warnings = results.cells.filter((c) => c.warning).map((c) => `- ${c.format} ${c.source} → ${c.target}: ${c.warning}`)
+  const opts = results.options
+  const md = `# Benchmark results
+
+Made by \`npm run bench\` (test/bench/run.mjs) on ${results.date.slice(0, 16).replace('T', ' ')} UTC in ${Math.round(results.durationSeconds / 60)} min:
+image ${opts.sizeMiB} MiB, every measurement repeated ${opts.repeat}× (median${opts.slowRepeat !== opts.repeat ? `; ${opts.slowFormats.join(', ')}, the slowest, ${opts.slowRepeat}× only, to keep the whole run near 25 min` : ''}),
+page cache dropped before every run, every side timed to durable data (fsync), every written disk compared with the image (cmp).
+
+## Machine
+- ${m.nproc} CPUs: ${m.cpu}; ${m.memoryGiB} GiB memory; ${m.os}, kernel ${m.kernel}; node ${m.node}
+- load average before / after: ${m.loadBefore} / ${m.loadAfter}${m.loadDuring?.length ? `; 1-min load at the start of each format's rounds: ${Math.min(...m.loadDuring).toFixed(1)} to ${Math.max(...m.loadDuring).toFixed(1)}` : ''}${busy(m) ? `
+- **the machine was shared**: the load shows other work competing for its ${m.nproc} CPUs. The sides of each
+  comparison are interleaved round by round, so ratios suffer less than absolute times; a limit measured
+  at another moment than the runs it bounds can be off (a run below its limit is the sign)` : ''}
+- provider: ${m.provider}
+- tools: ${Object.entries(m.tools).map(([k, v]) => `${k}: ${v}`).join('; ')}
+
+## Image
+${results.image.shape}.
+Files: ${Object.entries(results.image.sizes).map(([k, v]) => `${k} ${(v / 2 ** 20).toFixed(1)} MiB`).join(', ')}.
+
+## Targets (issue 4)
+${table(['target', 'goal', 'measured', 'result', 'what limited it'], ts.map((t) => [t.name, t.goal, t.value, mark(t.pass), t.why]))}
+
+## create
+ours = the installed \`create\` (Ganeti's environment); pipeline = the original provider
+(\`<gzip|bzip2|xz|zstd> -dc IMG | dd of=DISK bs=2M conv=fsync\`, \`dd bs=2M conv=fsync\` for raw,
+\`qemu-img dd -f qcow2 -O raw bs=2M\` + \`sync DISK\` for qcow2, \`curl -s -f -o TMP URL\` first for
+a cold URL; a warm URL is the path pipeline, as the original read its cached file); limit = the
+slowest of what any writer must do, each measured alone: **disk** = the fastest dd of the raw
+image already in the page cache listed under Limits (writing every block, or skipping zero blocks
+with \`conv=sparse\` where that is correct), **source** = the best decompressor alone into
+/dev/null (\`cat\` of the file for raw; \`qemu-img convert -O raw\` to a sparse file for qcow2),
+**download** = \`curl\` alone (cold URL only). The issue's plain \`dd bs=4M conv=fsync\` from a cold
+cache is listed under Limits; it also pays for reading the whole raw image.
+
+${createTable}
+
+## Limits
+dd of the raw image, bs=4M (onto each target): ${writes || '—'}. The provider's start-up (\`create --help\`): ${f2(start)} s.
+
+${limitTable}
+
+## export and import
+export: \`export | cat >/dev/null\` vs \`dd if=DISK bs=4M | cat >/dev/null\` (the disk as create wrote
+it); import: \`cat RAW | import\` vs \`cat RAW | dd of=DISK bs=4M conv=fsync\`.
+
+${xi.length ? table(['op', 'target', 'ours s', 'dd s', 'throughput ours/dd', 'ours peak RSS MiB'], xi) : 'not run'}
+
+## Failures and notes
+${[...results.failures.map((f) => `- FAILED ${f}`), ...results.unsupported.map((u) => `- ${u}: create refused it at the time of this run (unsupported)`), ...warnings].join('\n') || '- none: every run exited 0 and every written disk equals the image'}
+`
+  mkdirSync(outDir, { recursive: true })
+  writeFileSync(join(outDir, 'RESULTS.md'), md)
+  writeFileSync(join(outDir, 'results.json'), JSON.stringify({ ...results, rows: rs, targets: ts }, null, 2) + '\n')
+  console.log(`\n${createTable}\n\n${table(['target', 'goal', 'measured', 'result'], ts.map((t) => [t.name, t.goal, t.value, mark(t.pass)]))}\n${xi.length ? '\n' + table(['op', 'target', 'ours s', 'dd s', 'ours/dd throughput', 'RSS MiB'], xi) : ''}`)
+}
