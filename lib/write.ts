@@ -90,7 +90,7 @@ export function dataRuns(buf: Buffer, length: number): [number, number][] {
 }
 
 export async function writeStream(source: ByteSource, target: TargetDisk, fh: FileHandle, expected?: number): Promise<WriteResult> {
-  const progress = new Progress(expected)
+  let progress: Progress | undefined // timed from the first byte, not from waiting for a peer
   const buffers = [Buffer.allocUnsafe(BLOCK), Buffer.allocUnsafe(BLOCK)]
   let current = 0
   let position = 0
@@ -110,6 +110,7 @@ export async function writeStream(source: ByteSource, target: TargetDisk, fh: Fi
       fill += n
     }
     if (fill === 0) break
+    progress ??= new Progress(expected)
     if (position + fill > target.size) throw tooLarge(target, position + fill, false)
     await inFlight // the other buffer's write must finish before the next read reuses it
     const at = position
@@ -126,5 +127,5 @@ export async function writeStream(source: ByteSource, target: TargetDisk, fh: Fi
   await fh.datasync().catch((err: NodeJS.ErrnoException) => {
     throw new Failure(`flushing disk 0 (${target.path}) failed (${err.code ?? err.message})`, 'check the disk and the node\'s kernel log')
   })
-  return progress.done(position)
+  return (progress ?? new Progress(expected)).done(position)
 }

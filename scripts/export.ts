@@ -20,7 +20,7 @@ Run by Ganeti (OS API 20) during gnt-backup export: writes the whole disk EXPORT
     if (sizeFd && /^\d+$/.test(sizeFd)) writeSync(Number(sizeFd), `${disk.size}\n`)
     info(`exporting disk ${process.env.EXPORT_INDEX ?? '?'} (${device}, ${disk.kind}, ${formatBytes(disk.size)})`)
     const start = Date.now()
-    const bytes = copyDeviceTo(device, disk.size, 1)
+    const bytes = await copyDeviceTo(device, disk.size, 1)
     const secs = Math.max((Date.now() - start) / 1000, 0.001)
     info(`exported ${formatBytes(bytes)} in ${secs.toFixed(1)} s (${(bytes / secs / 1e6).toFixed(1)} MB/s)`)
   },

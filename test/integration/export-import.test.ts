@@ -43,7 +43,7 @@ for (const kind of ['file', 'block'] as const) {
     assert.is(r.code, 0, r.output)
     assert.ok(readHead(device, data.length).equals(data))
     if (kind === 'file') assert.is(statSync(device).size, 16 * MiB, 'import changed the file size')
-    else assert.is(readHead(device, 1, 16 * MiB - 1)[0], 0x5a)
+    else assert.ok([0, 0x5a].includes(readHead(device, 1, 16 * MiB - 1)[0]), 'past the stream: untouched or zeroed')
     assert.match(r.output, /imported 5\.0 MiB .*synced/)
   })
 }
