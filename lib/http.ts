@@ -158,13 +158,21 @@ export function networkFailure(url: URL, err: unknown): Failure | TransientError
   return e.name === 'AbortError' || e.code === 'ETIMEDOUT' || e.code === 'EAI_AGAIN' ? new TransientError(failure) : failure
 }
 
+/** One request of verify's: a failure to connect or an error status is a Failure naming the URL. */
+async function verifyRequest(url: URL, endpoint: Endpoint, agentFor: AgentFor, method: string, headers: Record<string, string> | undefined, timeoutMs: number): Promise<Exchange> {
+  return request(url, endpoint, agentFor, { method, headers, timeoutMs }).catch((err) => {
+    throw new Failure(`the image URL ${redact(url.href)} cannot be reached: ${describeNetworkError(err, url)}`, HINT)
+  })
+}
+
+function statusFailure(url: URL, response: Response): Failure {
+  return new Failure(`the image URL ${redact(url.href)} answered HTTP ${response.status} ${response.statusText}`, 'check the URL and that the server offers the file')
+}
+
 /** verify's reachability check: HEAD, or a one-byte ranged GET where HEAD is refused. */
-export async function probeUrl(url: URL, endpoint: Endpoint, timeoutMs: number): Promise<{ status: number; length?: number }> {
-  const agentFor = await makeAgents(endpoint)
+export async function probeUrl(url: URL, endpoint: Endpoint, agentFor: AgentFor, timeoutMs: number): Promise<{ status: number; length?: number }> {
   const attempt = async (method: string, headers?: Record<string, string>) => {
-    const exchange = await request(url, endpoint, agentFor, { method, headers, timeoutMs }).catch((err) => {
-      throw new Failure(`the image URL ${redact(url.href)} cannot be reached: ${describeNetworkError(err, url)}`, HINT)
-    })
+    const exchange = await verifyRequest(url, endpoint, agentFor, method, headers, timeoutMs)
     exchange.response.body?.resume?.()
     exchange.done()
     return exchange.response
@@ -174,22 +182,19 @@ export async function probeUrl(url: URL, endpoint: Endpoint, timeoutMs: number):
     debug(`HEAD answered ${response.status}, trying a ranged GET`)
     response = await attempt('GET', { Range: 'bytes=0-0' })
   }
-  if (!response.ok) throw new Failure(`the image URL ${redact(url.href)} answered HTTP ${response.status} ${response.statusText}`, 'check the URL and that the server offers the file')
+  if (!response.ok) throw statusFailure(url, response)
   const range = response.headers.get('content-range')
   const total = range ? /\/(\d+)$/.exec(range)?.[1] : response.headers.get('content-length')
   return { status: response.status, length: total ? Number(total) : undefined }
 }
 
 /** The first bytes of the image at url (a ranged GET), for image_type=auto in verify. */
-export async function fetchHead(url: URL, endpoint: Endpoint, timeoutMs: number, length = 16): Promise<Buffer> {
-  const agentFor = await makeAgents(endpoint)
-  const exchange = await request(url, endpoint, agentFor, { method: 'GET', headers: { Range: `bytes=0-${length - 1}` }, timeoutMs }).catch((err) => {
-    throw new Failure(`the image URL ${redact(url.href)} cannot be reached: ${describeNetworkError(err, url)}`, HINT)
-  })
+export async function fetchHead(url: URL, endpoint: Endpoint, agentFor: AgentFor, timeoutMs: number, length = 16): Promise<Buffer> {
+  const exchange = await verifyRequest(url, endpoint, agentFor, 'GET', { Range: `bytes=0-${length - 1}` }, timeoutMs)
   const chunks: Buffer[] = []
   let got = 0
   try {
-    if (!exchange.response.ok) throw new Failure(`the image URL ${redact(url.href)} answered HTTP ${exchange.response.status} ${exchange.response.statusText}`, 'check the URL and that the server offers the file')
+    if (!exchange.response.ok) throw statusFailure(url, exchange.response)
     // a server that ignores Range sends the whole image: stop reading after the head
     for await (const chunk of exchange.response.body as AsyncIterable<Buffer>) {
       chunks.push(chunk)

@@ -7,7 +7,7 @@ import { readVariantConfig } from '../lib/variant-config.js'
 import { parseCurlOpts } from '../lib/curl-opts.js'
 import { checkLocalImage } from '../lib/source.js'
 import { checkQemuImg } from '../lib/qcow2.js'
-import { fetchHead, probeUrl } from '../lib/http.js'
+import { fetchHead, makeAgents, probeUrl } from '../lib/http.js'
 import { detectFileCodec } from '../lib/decode.js'
 import { formatBytes, info } from '../lib/log.js'
 import { runScript } from '../lib/main.js'
@@ -44,9 +44,10 @@ local image file or an image URL that answers within ${URL_TIMEOUT_MS / 1000} se
       if (imageType === 'auto') await reportDetected(await detectFileCodec(local.path))
     } else {
       const endpoint = { proxy: config.proxy, opts: parseCurlOpts(config.curlOpts) }
-      const answer = await probeUrl(image.url, endpoint, URL_TIMEOUT_MS)
+      const agentFor = await makeAgents(endpoint) // once: it reads the CA files
+      const answer = await probeUrl(image.url, endpoint, agentFor, URL_TIMEOUT_MS)
       info(`image ${image.url.href}: HTTP ${answer.status}${answer.length !== undefined ? `, ${formatBytes(answer.length)}` : ''}`)
-      if (imageType === 'auto') await reportDetected(detectCodec(await fetchHead(image.url, endpoint, URL_TIMEOUT_MS)))
+      if (imageType === 'auto') await reportDetected(detectCodec(await fetchHead(image.url, endpoint, agentFor, URL_TIMEOUT_MS)))
     }
   },
 })
