@@ -2,7 +2,7 @@
 // Node's zlib; bzip2, xz and zstd by their command-line tools (the parallel ones where
 // installed), reading the file directly and handing us their output through a pipe,
 // so that memory stays bounded by the pipe and our two write buffers.
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createReadStream, existsSync } from 'node:fs'
 import type { Readable } from 'node:stream'
 import { open } from 'node:fs/promises'
@@ -116,9 +116,30 @@ export function decodeStream(input: Readable, codec: Exclude<Codec, 'qcow2'>): D
 }
 
 function runDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number | Readable, what: string, closeInput: () => void): Decoded {
-  const [tool, ...args] = decompressorFor(codec)
-  debug(`running ${tool} ${args.join(' ')} < ${what}`)
-  const child = track(spawn(tool, args, { stdio: [typeof input === 'number' ? input : 'pipe', 'pipe', 'pipe'] }))
+  const { child, finished } = startDecompressor(codec, input, 'pipe', what)
+  const closed = finished.finally(closeInput)
+  closed.catch(() => undefined)
+  const stop = () => {
+    child.kill('SIGTERM')
+    // unread output would keep its pipe open, and 'close' (finished) would never come
+    child.stdout!.destroy()
+  }
+  return { source: chunkSource(child.stdout!), finished: closed, stop }
+}
+
+export interface Decompressor {
+  child: ChildProcess
+  /** Resolves on a clean exit; rejects with a Failure that names the cause. */
+  finished: Promise<void>
+}
+
+/** Starts the decompressor for `codec` on `input` (a file descriptor, or a stream fed
+ *  through its stdin). Its output goes to a pipe to us, or to `output`, a descriptor of
+ *  disk 0 itself. Its messages are passed on to our log; the last one names the cause. */
+export function startDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number | Readable, output: 'pipe' | number, what: string, extraArgs: string[] = []): Decompressor {
+  const [tool, ...args] = [...decompressorFor(codec), ...extraArgs]
+  debug(`running ${tool} ${args.join(' ')} < ${what}${output === 'pipe' ? '' : ' > disk 0'}`)
+  const child = track(spawn(tool, args, { stdio: [typeof input === 'number' ? input : 'pipe', output, 'pipe'] }))
   if (typeof input !== 'number') {
     // a failed download must fail the decoder too, not look like a short image
     input.once('error', () => child.kill('SIGTERM'))
@@ -130,17 +151,19 @@ function runDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number | Readabl
     process.stderr.write(b)
     errText.push(b.toString())
   })
+  const name = tool.split('/').pop()
   const finished = new Promise<void>((resolve, reject) => {
     child.once('error', (err) => reject(new Failure(`${tool} could not be started (${err.message})`, `install it (apt-get install ${{ xz: 'xz-utils', bzip2: 'bzip2', zstd: 'zstd' }[codec]})`)))
     child.once('close', (code, signal) => {
-      closeInput()
       if (code === 0) return resolve()
       const last = errText.join('').trim().split('\n').pop() || (signal ? `killed by ${signal}` : `exit ${code}`)
-      reject(new Failure(`${tool.split('/').pop()} failed to decompress the image (${last})`, CORRUPT_HINT))
+      // writing disk 0 itself, its write errors are the disk's, not the image's
+      if (output !== 'pipe' && /write error|seek/i.test(last)) reject(new Failure(`${name} could not write disk 0 (${last})`, 'check the disk and the free space of the node\'s file storage'))
+      else reject(new Failure(`${name} failed to decompress the image (${last})`, CORRUPT_HINT))
     })
   })
   finished.catch(() => undefined)
-  return { source: chunkSource(child.stdout!), finished, stop: () => child.kill('SIGTERM') }
+  return { child, finished }
 }
 
 /** image_type=auto: the format of a local image file, from its first bytes. */

@@ -3,6 +3,7 @@
 import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { join } from 'node:path'
+import { execFileSync } from 'node:child_process'
 import { writeFileSync, readFileSync, statSync } from 'node:fs'
 import { workspace, variant, ganetiEnv, runAction, makeImage, sparseDisk, dirtyFile, dirtyLoop, readHead, loopsOf, corrupt, MiB, type Workspace } from './harness.js'
 
@@ -42,6 +43,7 @@ for (const [type, file] of [['raw+gz', 'image.raw.gz'], ['raw+bzip2', 'image.raw
       const r = await runAction(ws, 'create', env({ OSP_IMAGE: bad, OSP_IMAGE_TYPE: type, DISK_0_PATH: disk }))
       assert.is.not(r.code, 0, r.output)
       assert.match(r.lastLine, /^create failed: .*corrupt or truncated/)
+      assert.is(statSync(disk).size, 32 * MiB, 'the disk file changed size')
     })
   }
 }
@@ -84,10 +86,24 @@ test('an image larger than the disk is refused before the first write (known siz
   }
 })
 
-test('an image larger than the disk stops at the disk end (size unknown before)', async () => {
-  for (const type of ['raw+gz', 'raw+bzip2']) {
-    const disk = sparseDisk(ws.dir, 'small.img', 16 * MiB)
+test('an image larger than the disk is refused before the first write onto a file disk too (xz, zstd)', async () => {
+  for (const type of ['raw+xz', 'raw+zst']) {
+    const disk = sparseDisk(ws.dir, `small-${type}.img`, 16 * MiB)
     const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, img.files[type as 'raw']), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk }))
+    assert.is.not(r.code, 0)
+    assert.match(r.lastLine, /larger than disk 0 \(16\.0 MiB\); give the instance a larger disk/)
+    assert.is(statSync(disk).size, 16 * MiB, 'the file disk changed size')
+    assert.is(statSync(disk).blocks, 0, `${type}: the disk was written to`)
+  }
+})
+
+test('an image larger than the disk stops at the disk end (size unknown before)', async () => {
+  // 128 MiB of output: far more than the pipe and the stream buffers hold when the writer
+  // stops, so that the decompressor must be stopped, its output discarded, to finish
+  execFileSync('bash', ['-c', 'head -c 128M /dev/zero | tee >(gzip -1 > big.gz) | bzip2 -1 > big.bz2'], { cwd: ws.dir })
+  for (const [type, file] of [['raw+gz', img.files['raw+gz']], ['raw+bzip2', img.files['raw+bzip2']], ['raw+gz', 'big.gz'], ['raw+bzip2', 'big.bz2']]) {
+    const disk = sparseDisk(ws.dir, 'small.img', 16 * MiB)
+    const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, file), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk }))
     assert.is.not(r.code, 0)
     assert.match(r.lastLine, /at least .* larger than disk 0/, r.output)
     assert.is(statSync(disk).size, 16 * MiB, 'the file disk grew')
