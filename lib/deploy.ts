@@ -2,6 +2,7 @@
 import { Failure } from './errors.js'
 import type { Readable } from 'node:stream'
 import { decode, decodedSize, decodeStream, type Decoded } from './decode.js'
+import { canDecompressOnto, decompressOntoFile } from './direct.js'
 import { convertQcow2, inspectQcow2 } from './qcow2.js'
 import { openForWrite, zeroCheaply, type TargetDisk } from './target.js'
 import { Progress, tooLarge, writeStream, type WriteResult } from './write.js'
@@ -21,6 +22,11 @@ export async function writeImage(path: string, fileSize: number, codec: Codec, t
     return progress.done(size)
   }
   const size = await decodedSize(path, codec, fileSize)
+  if (size !== undefined && canDecompressOnto(codec, target)) {
+    if (size > target.size) throw tooLarge(target, size, true)
+    info(`image: ${formatBytes(size)} uncompressed`)
+    return decompressOntoFile(path, codec, size, target)
+  }
   return writeDecoded(() => decode(path, codec), size, target)
 }
 
