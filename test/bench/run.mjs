@@ -213,13 +213,13 @@ async function main() {
       const sizeSaid = ok ? readFileSync(sizeFile, 'utf8').trim() : ''
       if (!ok || sizeSaid !== String(disk.size)) failures.push(`export on ${tname}: create, or export's stream (vs the disk), or its size fd ("${sizeSaid}" for ${disk.size}) went wrong`)
       // all export rounds first: import's dd truncates a file disk, which would change what export reads
-      await rounds(exportCells(ctx, disk).map((c) => cell({ ...c, format: 'export', target: tname })), o.repeat)
-      await rounds(importCells(ctx, raw, disk).map((c) => cell({ ...c, format: 'import', target: tname, prepare: () => disk.prepare(), verify: onDisk })), o.repeat)
+      await rounds(exportCells(ctx, disk).map((c) => cell({ ...c, format: 'export', target: tname })), o.ioRepeat)
+      await rounds(importCells(ctx, raw, disk).map((c) => cell({ ...c, format: 'import', target: tname, prepare: () => disk.prepare(), verify: onDisk })), o.ioRepeat)
     }
   }
 
   const results = {
-    date: new Date().toISOString(), options: { sizeMiB: o.size, repeat: o.repeat, slowRepeat: o.slowRepeat, slowFormats: o.slowFormats, formats: o.formats.map((f) => f.key), targets: targetNames, sources: o.sources },
+    date: new Date().toISOString(), options: { sizeMiB: o.size, repeat: o.repeat, slowRepeat: o.slowRepeat, ioRepeat: o.ioRepeat, slowFormats: o.slowFormats, formats: o.formats.map((f) => f.key), targets: targetNames, sources: o.sources },
     machine: { ...machine(), loadBefore: load0, loadAfter: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '), loadDuring: loadSamples },
     image: { shape: describe(images.meta), sizes: images.meta.sizes, meta: images.meta },
     durationSeconds: Math.round((Date.now() - began) / 1000),
