@@ -17,12 +17,15 @@ e2fsprogs fdisk (optional, used when present: pigz, lbzip2 or pbzip2).
 Options (environment variable in brackets):
   --size MIB         test image size [BENCH_SIZE_MIB], default 1024
   --repeat N         runs per measurement, the median is reported [BENCH_REPEAT], default 3
-  --slow-repeat N    runs for the slow formats [BENCH_SLOW_REPEAT], default 1: a full run
-                     then takes ~26 min on 2 cores (3 adds ~5 min); never more than --repeat
+  --slow-repeat N    runs for the slow formats [BENCH_SLOW_REPEAT], default 3 (never more
+                     than --repeat): 1 saves ~5 min of the ~35 of a full run on 2 cores
   --slow-formats L   which formats are slow, comma-separated, default bzip2
+  --fast-repeat N    runs for the fast formats [BENCH_FAST_REPEAT], default 5 (at least
+                     --repeat): their runs take about a second, where one slow run of a
+                     shared virtual disk would otherwise decide a ratio
+  --fast-formats L   which formats are fast, default raw,qcow2,zst
   --io-repeat N      runs for export and import [BENCH_IO_REPEAT], default 5 (at least
-                     --repeat): a run takes a second or two, and on a shared virtual
-                     disk one slow run would otherwise decide the ratio
+                     --repeat), for the same reason
   --quick            --size 128 --repeat 1, results into the work dir (unless --out)
   --formats LIST     comma-separated subset of ${FORMATS.map(slug).join(',')}
   --targets LIST     subset of file,loop
@@ -41,7 +44,7 @@ matches. Example quick run: BENCH_SIZE_MIB=128 npm run bench -- --quick`
 
 export function options(argv, here) {
   const env = process.env
-  const o = { size: env.BENCH_SIZE_MIB, repeat: env.BENCH_REPEAT, slowRepeat: env.BENCH_SLOW_REPEAT, ioRepeat: env.BENCH_IO_REPEAT, work: env.BENCH_WORK_DIR || '/var/tmp/simpleimage-bench', build: true, exportImport: true, clean: false }
+  const o = { size: env.BENCH_SIZE_MIB, repeat: env.BENCH_REPEAT, slowRepeat: env.BENCH_SLOW_REPEAT, fastRepeat: env.BENCH_FAST_REPEAT, ioRepeat: env.BENCH_IO_REPEAT, work: env.BENCH_WORK_DIR || '/var/tmp/simpleimage-bench', build: true, exportImport: true, clean: false }
   const list = (v, all) => {
     const xs = String(v).split(',').map((s) => s.trim()).filter(Boolean)
     const bad = xs.filter((x) => !all.includes(x))
@@ -59,6 +62,8 @@ export function options(argv, here) {
     else if (a === '--repeat') o.repeat = val()
     else if (a === '--slow-repeat') o.slowRepeat = val()
     else if (a === '--io-repeat') o.ioRepeat = val()
+    else if (a === '--fast-repeat') o.fastRepeat = val()
+    else if (a === '--fast-formats') o.fastFormats = list(val(), FORMATS.map(slug))
     else if (a === '--slow-formats') o.slowFormats = list(val(), FORMATS.map(slug))
     else if (a === '--quick') o.quick = true
     else if (a === '--formats') o.formats = list(val(), FORMATS.map(slug))
@@ -80,10 +85,12 @@ export function options(argv, here) {
   o.size = int(o.size, o.quick ? 128 : 1024, 'size')
   if (o.size < 64) throw new Error('size must be at least 64 MiB (the image needs its partitions)')
   o.repeat = int(o.repeat, o.quick ? 1 : 3, 'repeat')
-  o.slowRepeat = Math.min(o.repeat, int(o.slowRepeat, 1, 'slow-repeat'))
+  o.slowRepeat = Math.min(o.repeat, int(o.slowRepeat, 3, 'slow-repeat'))
+  o.fastRepeat = Math.max(o.repeat, int(o.fastRepeat, o.quick ? 1 : 5, 'fast-repeat'))
   o.ioRepeat = Math.max(o.repeat, int(o.ioRepeat, o.quick ? 1 : 5, 'io-repeat'))
   o.formats = FORMATS.filter((f) => !o.formats || o.formats.includes(slug(f)))
   o.slowFormats = FORMATS.filter((f) => (o.slowFormats ?? ['bzip2']).includes(slug(f))).map((f) => f.key)
+  o.fastFormats = FORMATS.filter((f) => (o.fastFormats ?? ['raw', 'qcow2', 'zst']).includes(slug(f)) && !o.slowFormats.includes(f.key)).map((f) => f.key)
   o.targets ??= ['file', 'loop']
   o.sources ??= ['path', 'url-cold', 'url-warm']
   o.out = resolve(o.out ?? (o.quick ? join(o.work, 'results-quick') : here))

@@ -152,7 +152,7 @@ export function report(results, outDir) {
   const md = `# Benchmark results
 
 Made by \`npm run bench\` (test/bench/run.mjs) on ${results.date.slice(0, 16).replace('T', ' ')} UTC in ${Math.round(results.durationSeconds / 60)} min:
-image ${opts.sizeMiB} MiB, every measurement repeated ${opts.repeat}× (median${opts.slowRepeat !== opts.repeat ? `; ${opts.slowFormats.join(', ')}, the slowest, ${opts.slowRepeat}× only, to keep the whole run near 25 min` : ''}${opts.ioRepeat && opts.ioRepeat !== opts.repeat ? `; export and import ${opts.ioRepeat}×` : ''}),
+image ${opts.sizeMiB} MiB, every measurement repeated ${opts.repeat}× (median${opts.slowRepeat !== opts.repeat ? `; ${opts.slowFormats.join(', ')}, the slowest, ${opts.slowRepeat}× only, to keep the run short` : ''}${opts.fastRepeat && opts.fastRepeat !== opts.repeat && opts.fastFormats?.length ? `; ${opts.fastFormats.join(', ')}, the fastest, ${opts.fastRepeat}×` : ''}${opts.ioRepeat && opts.ioRepeat !== opts.repeat ? `; export and import ${opts.ioRepeat}×` : ''}),
 page cache dropped before every run, every side timed to durable data (fsync), every written disk compared with the image (cmp).
 
 ## Machine

@@ -200,7 +200,7 @@ async function main() {
         group.push(cell({ format: fmt.key, target: d.side === 'decode' ? tname : undefined, ...d, prepare: () => rmSync(scratch, { force: true }), verify: out ? () => ref.same(out) : undefined, after: () => rmSync(scratch, { force: true }) }))
       }
       loadSamples.push(Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]))
-      await rounds(group, o.slowFormats.includes(fmt.key) ? o.slowRepeat : o.repeat)
+      await rounds(group, o.slowFormats.includes(fmt.key) ? o.slowRepeat : o.fastFormats.includes(fmt.key) ? o.fastRepeat : o.repeat)
     }
     if (o.exportImport) {
       // export: the disk as create wrote it (raw image from the path), read whole
@@ -219,7 +219,7 @@ async function main() {
   }
 
   const results = {
-    date: new Date().toISOString(), options: { sizeMiB: o.size, repeat: o.repeat, slowRepeat: o.slowRepeat, ioRepeat: o.ioRepeat, slowFormats: o.slowFormats, formats: o.formats.map((f) => f.key), targets: targetNames, sources: o.sources },
+    date: new Date().toISOString(), options: { sizeMiB: o.size, repeat: o.repeat, slowRepeat: o.slowRepeat, fastRepeat: o.fastRepeat, ioRepeat: o.ioRepeat, slowFormats: o.slowFormats, fastFormats: o.fastFormats, formats: o.formats.map((f) => f.key), targets: targetNames, sources: o.sources },
     machine: { ...machine(), loadBefore: load0, loadAfter: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '), loadDuring: loadSamples },
     image: { shape: describe(images.meta), sizes: images.meta.sizes, meta: images.meta },
     durationSeconds: Math.round((Date.now() - began) / 1000),
