@@ -1,10 +1,11 @@
 // import: writes the stream of a gnt-backup export (stdin) onto IMPORT_DEVICE, which must
 // exist already: it is neither created nor truncated. One fdatasync at the end. stdin is
 // read as a stream (event-driven reads of a pipe), not with fs.read, which would make a
-// thread-pool round trip of every 64 KiB the pipe holds.
+// thread-pool round trip of every 64 KiB the pipe holds; the pipe is enlarged first.
 import { requireVar } from '../lib/ganeti-env.js'
 import { inspectTarget, openForWrite, zeroCheaply } from '../lib/target.js'
 import { chunkSource, writeStream } from '../lib/write.js'
+import { enlargePipe } from '../lib/pipe-size.js'
 import { formatBytes, info } from '../lib/log.js'
 import { runScript } from '../lib/main.js'
 
@@ -21,6 +22,7 @@ Run by Ganeti (OS API 20) during gnt-backup import: writes stdin onto IMPORT_DEV
     // the stream is the whole exported disk: where zeroing is cheap, its zero blocks need no writing
     await zeroCheaply(disk, disk.size).catch((err: Error) => info(`zeroing the disk first failed (${err.message.split('\n')[0]}): every block is written`))
     const fh = await openForWrite(device)
+    enlargePipe(0)
     try {
       const result = await writeStream(chunkSource(process.stdin), disk, fh)
       info(`imported ${formatBytes(result.bytes)} in ${result.seconds.toFixed(1)} s (${(result.bytes / result.seconds / 1e6).toFixed(1)} MB/s), synced`)

@@ -58,6 +58,19 @@ test('export then import round-trips a disk byte for byte', async () => {
   assert.ok(readHead(dest, data.length).equals(data))
 })
 
+test('import enlarges the pipe it reads (as Ganeti gives it one); other stdin is left alone', async () => {
+  const { spawnSync } = await import('node:child_process')
+  const data = filled(join(ws.dir, 'pipe-src.img'), randomBytes(3 * MiB))
+  for (const [how, want] of [['cat "$SRC" | ./import', /pipe on descriptor 0 enlarged to 1048576 bytes/], ['./import < "$SRC"', /descriptor 0: pipe size left as it is/]] as const) {
+    const device = sparseDisk(ws.dir, 'pipe-dst.img', 4 * MiB)
+    const env = { ...ganetiEnv(ws, { IMPORT_DEVICE: device, IMPORT_INDEX: '0', DEBUG_LEVEL: '1' }), SRC: data }
+    const r = spawnSync('bash', ['-c', how], { cwd: ws.osDir, env, encoding: 'utf8' })
+    assert.is(r.status, 0, r.stderr)
+    assert.match(r.stderr, want)
+    assert.ok(readHead(device, 3 * MiB).equals(readFileSync(data)), `${how}: disk differs`)
+  }
+})
+
 test('import refuses a missing device and a stream larger than the disk', async () => {
   let r = await runAction(ws, 'import', ganetiEnv(ws, { IMPORT_DEVICE: join(ws.dir, 'absent.img'), IMPORT_INDEX: '0' }), { stdin: Buffer.alloc(10) })
   assert.is(r.code, 1)
