@@ -5,7 +5,7 @@ import { decode, decodedSize, decodeStream, type Decoded } from './decode.js'
 import { canDecompressOnto, decompressOntoFile } from './direct.js'
 import { convertQcow2, inspectQcow2 } from './qcow2.js'
 import { openForWrite, zeroCheaply, type TargetDisk } from './target.js'
-import { Progress, tooLarge, writeStream, type WriteResult } from './write.js'
+import { Progress, syncDisk, tooLarge, writeStream, type WriteResult } from './write.js'
 import { formatBytes, info } from './log.js'
 import type { Codec } from './params.js'
 
@@ -14,32 +14,35 @@ export async function writeImage(path: string, fileSize: number, codec: Codec, t
     const size = await inspectQcow2(path)
     if (size > target.size) throw tooLarge(target, size, true)
     info(`qcow2 image: ${formatBytes(size)} virtual size`)
-    await zeroCheaply(target, size).catch((err: Error) => info(`zeroing disk 0 first failed (${err.message.split('\n')[0]})`))
+    await zeroCheaply(target, size)
     const progress = new Progress(size)
     await convertQcow2(path, target, progress, size)
     const fh = await openForWrite(target.path)
-    await fh.datasync().finally(() => fh.close())
+    await syncDisk(fh, target).finally(() => fh.close())
     return progress.done(size)
   }
   const size = await decodedSize(path, codec, fileSize)
-  if (size !== undefined && canDecompressOnto(codec, target)) {
-    if (size > target.size) throw tooLarge(target, size, true)
-    info(`image: ${formatBytes(size)} uncompressed`)
-    return decompressOntoFile(path, codec, size, target)
-  }
+  if (size !== undefined) checkFits(size, target)
+  if (size !== undefined && canDecompressOnto(codec, target)) return decompressOntoFile(path, codec, size, target)
   return writeDecoded(() => decode(path, codec), size, target)
 }
 
 /** Writes an image that is still being downloaded: the size is known only for raw. */
 export async function writeImageStream(body: Readable, length: number | undefined, codec: Exclude<Codec, 'qcow2'>, target: TargetDisk): Promise<WriteResult> {
-  return writeDecoded(async () => decodeStream(body, codec), codec === 'raw' ? length : undefined, target)
+  const size = codec === 'raw' ? length : undefined
+  if (size !== undefined) checkFits(size, target)
+  return writeDecoded(async () => decodeStream(body, codec), size, target)
+}
+
+/** An image of known size is refused before the first write when it does not fit. */
+function checkFits(size: number, target: TargetDisk): void {
+  if (size > target.size) throw tooLarge(target, size, true)
+  info(`image: ${formatBytes(size)} uncompressed`)
 }
 
 async function writeDecoded(open: () => Promise<Decoded>, size: number | undefined, target: TargetDisk): Promise<WriteResult> {
-  if (size !== undefined && size > target.size) throw tooLarge(target, size, true)
-  if (size !== undefined) info(`image: ${formatBytes(size)} uncompressed`)
   // without a known size the whole disk is zeroed: the image may fill it
-  await zeroCheaply(target, size ?? target.size).catch((err: Error) => info(`zeroing disk 0 first failed (${err.message.split('\n')[0]}): every block is written`))
+  await zeroCheaply(target, size ?? target.size)
   const decoded = await open()
   const fh = await openForWrite(target.path)
   try {

@@ -5,13 +5,13 @@
 // 3.3 s writing the file itself, 4.4 s through this process; zstd 0.4 / 0.5 / 1.2 s.
 // Only where the uncompressed size is known first (xz's index, zstd's frame header), so
 // that an image larger than the disk is refused before anything is written.
-import { open, readFile } from 'node:fs/promises'
+import { open, readFile, type FileHandle } from 'node:fs/promises'
 import { Failure } from './errors.js'
-import { defer } from './cleanup.js'
+import { defer, type Deferred } from './cleanup.js'
 import { startDecompressor } from './decode.js'
 import { debug, info } from './log.js'
 import { openForWrite, zeroCheaply, type TargetDisk } from './target.js'
-import { Progress, type WriteResult } from './write.js'
+import { Progress, syncDisk, type WriteResult } from './write.js'
 import type { Codec } from './params.js'
 
 const POLL_MS = 1000
@@ -31,12 +31,14 @@ async function offsetOf(fd: number): Promise<number | undefined> {
  *  onto the file disk `target`, then syncs it once. */
 export async function decompressOntoFile(path: string, codec: 'xz' | 'zstd', size: number, target: TargetDisk): Promise<WriteResult> {
   const fh = await openForWrite(target.path)
-  const input = await open(path, 'r')
-  const { size: fileSize } = await fh.stat()
-  // the disk file keeps its size on every path: xz grows an emptied one, and a corrupt
-  // image could write past the size it announced
-  const restore = defer(`size of ${target.path}`, () => fh.truncate(fileSize))
+  let input: FileHandle | undefined
+  let restore: Deferred | undefined
   try {
+    input = await open(path, 'r')
+    const { size: fileSize } = await fh.stat()
+    // the disk file keeps its size on every path: xz grows an emptied one, and a corrupt
+    // image could write past the size it announced
+    restore = defer(`size of ${target.path}`, () => fh.truncate(fileSize))
     let extra: string[]
     if (codec === 'xz') {
       // xz writes sparse output only at the end of a file, so it gets an empty one: that
@@ -44,8 +46,7 @@ export async function decompressOntoFile(path: string, codec: 'xz' | 'zstd', siz
       await fh.truncate(0)
       extra = []
     } else {
-      const zeroed = await zeroCheaply(target, size).catch((err: Error) => (info(`zeroing disk 0 first failed (${err.message.split('\n')[0]}): every block is written`), false))
-      extra = [zeroed ? '--sparse' : '--no-sparse']
+      extra = [(await zeroCheaply(target, size)) ? '--sparse' : '--no-sparse']
     }
     info(`${codec} writes the image into the disk file itself${codec === 'xz' ? ' (emptied first)' : ''}, skipping its zero blocks`)
     const progress = new Progress(size)
@@ -63,13 +64,11 @@ export async function decompressOntoFile(path: string, codec: 'xz' | 'zstd', siz
       throw new Failure(`the image gave ${written} bytes where its header announced ${size}`, 'the image file is corrupt: download or copy it again')
     }
     await restore.run()
-    await fh.datasync().catch((err: NodeJS.ErrnoException) => {
-      throw new Failure(`flushing disk 0 (${target.path}) failed (${err.code ?? err.message})`, 'check the disk and the node\'s kernel log')
-    })
+    await syncDisk(fh, target)
     return progress.done(size)
   } finally {
-    await restore.run()
-    await input.close()
+    await restore?.run()
+    await input?.close()
     await fh.close()
   }
 }

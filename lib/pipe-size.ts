@@ -4,16 +4,21 @@
 // (perl-base is Essential in Debian: it is on every node) sets F_SETPIPE_SZ on the
 // descriptor it inherits from us. Where that fails, the pipe merely stays as it was.
 import { spawnSync } from 'node:child_process'
+import { fstatSync } from 'node:fs'
 import { debug } from './log.js'
 
 const F_SETPIPE_SZ = 1031
 /** The most an unprivileged process may ask for by default (/proc/sys/fs/pipe-max-size). */
-export const PIPE_SIZE = 1 << 20
+const PIPE_SIZE = 1 << 20
 
 /** Enlarges the pipe behind descriptor `fd` (of this process); false where it is no pipe. */
-export function enlargePipe(fd: number, size = PIPE_SIZE): boolean {
-  const r = spawnSync('perl', ['-e', `fcntl(STDIN, ${F_SETPIPE_SZ}, ${size}) or exit 1`], { stdio: [fd, 'ignore', 'ignore'] })
+export function enlargePipe(fd: number): boolean {
+  if (!fstatSync(fd).isFIFO()) {
+    debug(`descriptor ${fd}: pipe size left as it is (not a pipe)`)
+    return false
+  }
+  const r = spawnSync('perl', ['-e', `fcntl(STDIN, ${F_SETPIPE_SZ}, ${PIPE_SIZE}) or exit 1`], { stdio: [fd, 'ignore', 'ignore'] })
   const ok = r.status === 0
-  debug(ok ? `pipe on descriptor ${fd} enlarged to ${size} bytes` : `descriptor ${fd}: pipe size left as it is (${r.error?.message ?? 'not a pipe'})`)
+  debug(ok ? `pipe on descriptor ${fd} enlarged to ${PIPE_SIZE} bytes` : `descriptor ${fd}: pipe size left as it is (${r.error?.message ?? 'perl could not set it'})`)
   return ok
 }

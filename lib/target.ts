@@ -66,16 +66,22 @@ async function writeZeroesSupported(rdev: number): Promise<boolean> {
 /** Makes the first `length` bytes of the target read as zero where that is cheap: a hole
  *  punched into a file disk, or BLKZEROOUT on a device that offloads it (no data is
  *  written). Then the writer may skip the image's zero blocks and still leave nothing of
- *  the disk's old content in the image's range. Returns whether it did. */
+ *  the disk's old content in the image's range. Returns whether it did; where it failed,
+ *  the writer writes every block, which is slower but as correct. */
 export async function zeroCheaply(target: TargetDisk, length: number): Promise<boolean> {
   if (target.knownZero) return true
   const len = Math.min(target.size, Math.ceil(length / 4096) * 4096)
-  if (target.kind === 'file') {
-    await $`fallocate --punch-hole --keep-size --offset 0 --length ${len} ${target.path}`.quiet()
-  } else if (await writeZeroesSupported(target.rdev)) {
-    await $`blkdiscard --zeroout --offset 0 --length ${len} ${target.path}`.quiet()
-  } else {
-    debug('disk 0 cannot zero ranges cheaply: every block is written')
+  try {
+    if (target.kind === 'file') {
+      await $`fallocate --punch-hole --keep-size --offset 0 --length ${len} ${target.path}`.quiet()
+    } else if (await writeZeroesSupported(target.rdev)) {
+      await $`blkdiscard --zeroout --offset 0 --length ${len} ${target.path}`.quiet()
+    } else {
+      debug('disk 0 cannot zero ranges cheaply: every block is written')
+      return false
+    }
+  } catch (err) {
+    info(`zeroing disk 0 first failed (${(err as Error).message.split('\n')[0]}): every block is written`)
     return false
   }
   info(`zeroed ${formatBytes(len)} of disk 0 (${target.kind === 'file' ? 'hole punched' : 'BLKZEROOUT'}): zero blocks of the image need no writing`)

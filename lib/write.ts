@@ -124,8 +124,13 @@ export async function writeStream(source: ByteSource, target: TargetDisk, fh: Fi
     if (fill < BLOCK) break
   }
   await inFlight
+  await syncDisk(fh, target)
+  return (progress ?? new Progress(expected)).done(position)
+}
+
+/** The one fdatasync of a write, its failure said as the disk's. */
+export async function syncDisk(fh: FileHandle, target: TargetDisk): Promise<void> {
   await fh.datasync().catch((err: NodeJS.ErrnoException) => {
     throw new Failure(`flushing disk 0 (${target.path}) failed (${err.code ?? err.message})`, 'check the disk and the node\'s kernel log')
   })
-  return (progress ?? new Progress(expected)).done(position)
 }
