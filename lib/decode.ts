@@ -3,7 +3,8 @@
 // installed), reading the file directly and handing us their output through a pipe,
 // so that memory stays bounded by the pipe and our two write buffers.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createReadStream, existsSync } from 'node:fs'
+import { closeSync, createReadStream, existsSync } from 'node:fs'
+import { Socket } from 'node:net'
 import type { Readable } from 'node:stream'
 import { open } from 'node:fs/promises'
 import { createGunzip } from 'node:zlib'
@@ -12,6 +13,7 @@ import { Failure } from './errors.js'
 import { track } from './cleanup.js'
 import { chunkSource, type ByteSource } from './write.js'
 import { debug } from './log.js'
+import { openPipe } from './pipe-size.js'
 import { detectCodec, type Codec } from './params.js'
 
 export interface Decoded {
@@ -116,19 +118,21 @@ export function decodeStream(input: Readable, codec: Exclude<Codec, 'qcow2'>): D
 }
 
 function runDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number | Readable, what: string, closeInput: () => void): Decoded {
-  const { child, finished } = startDecompressor(codec, input, 'pipe', what)
+  const { child, stdout, finished } = startDecompressor(codec, input, 'pipe', what)
   const closed = finished.finally(closeInput)
   closed.catch(() => undefined)
   const stop = () => {
     child.kill('SIGTERM')
     // unread output would keep its pipe open, and 'close' (finished) would never come
-    child.stdout!.destroy()
+    stdout!.destroy()
   }
-  return { source: chunkSource(child.stdout!), finished: closed, stop }
+  return { source: chunkSource(stdout!), finished: closed, stop }
 }
 
 export interface Decompressor {
   child: ChildProcess
+  /** Its output, where that comes to us (output 'pipe'). */
+  stdout?: Readable
   /** Resolves on a clean exit; rejects with a Failure that names the cause. */
   finished: Promise<void>
 }
@@ -139,7 +143,14 @@ export interface Decompressor {
 export function startDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number | Readable, output: 'pipe' | number, what: string, extraArgs: string[] = []): Decompressor {
   const [tool, ...args] = [...decompressorFor(codec), ...extraArgs]
   debug(`running ${tool} ${args.join(' ')} < ${what}${output === 'pipe' ? '' : ' > disk 0'}`)
-  const child = track(spawn(tool, args, { stdio: [typeof input === 'number' ? input : 'pipe', output, 'pipe'] }))
+  const pipe = output === 'pipe' ? openPipe() : undefined
+  let child: ChildProcess
+  try {
+    child = track(spawn(tool, args, { stdio: [typeof input === 'number' ? input : 'pipe', pipe?.writeFd ?? output, 'pipe'] }))
+  } finally {
+    if (pipe) closeSync(pipe.writeFd) // the child has its own: its exit ends our reading
+  }
+  const stdout = pipe ? new Socket({ fd: pipe.readFd, readable: true, writable: false }) : child.stdout ?? undefined
   if (typeof input !== 'number') {
     // a failed download must fail the decoder too, not look like a short image
     input.once('error', () => child.kill('SIGTERM'))
@@ -163,7 +174,7 @@ export function startDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number 
     })
   })
   finished.catch(() => undefined)
-  return { child, finished }
+  return { child, stdout, finished }
 }
 
 /** image_type=auto: the format of a local image file, from its first bytes. */

@@ -3,7 +3,7 @@
 // target already reads as zero, one fdatasync at the end.
 import type { FileHandle } from 'node:fs/promises'
 import { Failure } from './errors.js'
-import { formatBytes, info } from './log.js'
+import { debug, formatBytes, info } from './log.js'
 import type { TargetDisk } from './target.js'
 
 export const BLOCK = 4 << 20
@@ -130,7 +130,9 @@ export async function writeStream(source: ByteSource, target: TargetDisk, fh: Fi
 
 /** The one fdatasync of a write, its failure said as the disk's. */
 export async function syncDisk(fh: FileHandle, target: TargetDisk): Promise<void> {
+  const start = Date.now()
   await fh.datasync().catch((err: NodeJS.ErrnoException) => {
     throw new Failure(`flushing disk 0 (${target.path}) failed (${err.code ?? err.message})`, 'check the disk and the node\'s kernel log')
   })
+  debug(`disk 0 flushed in ${((Date.now() - start) / 1000).toFixed(2)} s`)
 }

@@ -188,6 +188,16 @@ test('DEBUG_LEVEL=1 logs the steps and commands; INSTANCE_REINSTALL=1 is noted',
   assert.match(r.output, /\[debug\] running \/usr\/bin\/xz -dc -T0/)
   assert.match(r.output, /\[debug\] disk 0: \/dev\/loop\d+ block/)
   assert.match(r.output, /\[debug\] running xz --robot --list /)
+  assert.match(r.output, /\[debug\] pipe on descriptor \d+ enlarged to 1048576 bytes/)
+  assert.match(r.output, /\[debug\] disk 0 flushed in \d+\.\d\d s/)
+})
+
+test('a decompressor\'s output comes through Node\'s own connection where no pipe can be made', async () => {
+  const disk = dirtyLoop(ws.dir, 'no-fifo.img')
+  const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, 'image.raw.bz2'), OSP_IMAGE_TYPE: 'raw+bzip2', DISK_0_PATH: disk, DEBUG_LEVEL: '1', TMPDIR: join(ws.dir, 'absent') }))
+  assert.is(r.code, 0, r.output)
+  assert.match(r.output, /\[debug\] no pipe of our own \(.*\): the child's output comes through Node's/)
+  assert.ok(readHead(disk, img.bytes.length).equals(img.bytes), 'disk differs from the image')
 })
 
 test('-h, --help and wrong arguments print the usage, for every script', async () => {
