@@ -28,7 +28,11 @@ export function machine() {
   }
 }
 
-const stats = (c) => (c && c.runs.length ? { s: median(c.runs.map((r) => r.seconds)), rss: Math.max(...c.runs.map((r) => r.rssMiB)), n: c.runs.length } : null)
+const stats = (c) => (c && c.runs.length ? { s: median(c.runs.map((r) => r.seconds)), min: Math.min(...c.runs.map((r) => r.seconds)), max: Math.max(...c.runs.map((r) => r.seconds)), rss: Math.max(...c.runs.map((r) => r.rssMiB)), n: c.runs.length } : null)
+
+/** Whether create reads this format through a pipe from its decompressor: always from a
+ *  download, and onto a block device; onto a file xz and zstd write the disk themselves. */
+const throughPipe = (format, source, target) => format !== 'raw+gz' && (source === 'url-cold' || target === 'loop' || format === 'raw+bzip2')
 const f2 = (x) => (x == null || Number.isNaN(x) ? '—' : x.toFixed(2))
 
 /** Rows of the create table with their limit: the slowest of what any writer must do
@@ -47,12 +51,13 @@ export function rows(results) {
         const disk = [stats(find({ format: 'raw', target, side: 'write-cached' })), stats(find({ format: 'raw', target, side: 'write-sparse' }))].filter(Boolean)
         const decoded = stats(find({ format, side: 'decode', target }) ?? find({ format, side: 'decode' }))
         const parts = { disk: disk.length ? disk.reduce((a, b) => (b.s < a.s ? b : a)) : null, source: decoded }
+        if (throughPipe(format, source, target)) parts.pipe = stats(find({ format, side: 'decode-pipe', target }))
         if (source === 'url-cold') parts.download = stats(find({ format, side: 'download' }))
         const known = Object.entries(parts).filter(([, v]) => v)
         const [bound, lim] = known.length ? known.reduce((a, b) => (b[1].s > a[1].s ? b : a)) : ['', { s: NaN }]
         const o = stats(ours), p = stats(pipe)
         const status = results.unsupported.includes(format) ? 'unsupported' : ours?.error ? 'failed' : o ? 'ok' : 'not run'
-        out.push({ format, source, target, status, ours: o?.s, pipeline: p?.s, limit: lim.s, bound, limitParts: Object.fromEntries(known.map(([k, v]) => [k, v.s])), oursPipeline: o && p ? o.s / p.s : null, oursLimit: o ? o.s / lim.s : null, rssMiB: o?.rss, runs: o?.n })
+        out.push({ format, source, target, status, ours: o?.s, pipeline: p?.s, oursRange: o && [o.min, o.max], fastest: o && p ? o.min / p.min : null, limit: lim.s, bound, limitParts: Object.fromEntries(known.map(([k, v]) => [k, v.s])), oursPipeline: o && p ? o.s / p.s : null, oursLimit: o ? o.s / lim.s : null, rssMiB: o?.rss, runs: o?.n })
       }
     }
   }
@@ -63,10 +68,14 @@ export function rows(results) {
 function why(row, goal, start) {
   if (!row || row.ours == null) return row?.status ?? 'not measured'
   const parts = Object.entries(row.limitParts).map(([k, v]) => `${k} ${f2(v)} s`).join(', ')
-  if (row.ours < row.limit * 0.85) return `below the limit measured alone (${parts}): ours does less than that command (zero blocks not written) or met less load`
-  if (row.ours <= row.limit * 1.15) return `at the limit: ${row.bound}-bound (${parts}; ours ${f2(row.ours)} s)`
-  if (row.limit / row.pipeline > goal) return `unreachable here: the limit (${row.bound}-bound; ${parts}) is already ${f2(row.limit / row.pipeline)}× the pipeline; ours ${f2(row.ours)} s`
-  return `ours ${f2(row.ours)} s is ${f2(row.oursLimit)}× the limit (${parts})${gap(row.ours - row.limit, start)}`
+  let text
+  if (row.limit / row.pipeline > goal) text = `unreachable here: the limit (${row.bound}-bound; ${parts}) is already ${f2(row.limit / row.pipeline)}× the pipeline; ours ${f2(row.ours)} s`
+  else if (row.ours < row.limit * 0.85) text = `below the limit measured alone (${parts}): ours does less than that command (zero blocks not written) or met less load`
+  else if (row.ours <= row.limit * 1.15) text = `at the limit: ${row.bound}-bound (${parts}; ours ${f2(row.ours)} s)`
+  else text = `ours ${f2(row.ours)} s is ${f2(row.oursLimit)}× the limit (${parts})${gap(row.ours - row.limit, start)}`
+  // a miss on a shared machine: do the fastest runs of each side meet the goal?
+  if (row.oursPipeline > goal && row.fastest != null && row.runs > 1) text += `; fastest runs ${f2(row.fastest)}× (ours ${f2(row.oursRange[0])}-${f2(row.oursRange[1])} s over ${row.runs} runs)`
+  return text
 }
 
 /** Whether the provider's start-up (node, bundle) explains a gap, or the copy itself does. */
@@ -98,7 +107,7 @@ export function targets(results, rs) {
   if (warm.length) {
     const worst = warm.reduce((a, b) => (b.r.ours / b.p.ours > a.r.ours / a.p.ours ? b : a))
     const v = worst.r.ours / worst.p.ours
-    out.push({ name: 'warm-cache URL vs local path', goal: '≤ 1.1× (every format, target)', value: `worst ${f2(v)}× (${worst.r.format} → ${worst.r.target}: ${f2(worst.r.ours)} s vs ${f2(worst.p.ours)} s)`, pass: v <= 1.1, why: `the cache hit costs ${f2(worst.r.ours - worst.p.ours)} s more than the local file; median over formats and targets ${f2(median(warm.map(({ r, p }) => r.ours / p.ours)))}×` })
+    out.push({ name: 'warm-cache URL vs local path', goal: '≤ 1.1× (every format, target)', value: `worst ${f2(v)}× (${worst.r.format} → ${worst.r.target}: ${f2(worst.r.ours)} s vs ${f2(worst.p.ours)} s)`, pass: v <= 1.1, why: `the cache hit costs ${f2(worst.r.ours - worst.p.ours)} s more than the local file; median over formats and targets ${f2(median(warm.map(({ r, p }) => r.ours / p.ours)))}×${v > 1.1 ? `; fastest runs ${f2(worst.r.oursRange[0] / worst.p.oursRange[0])}× (warm ${f2(worst.r.oursRange[0])}-${f2(worst.r.oursRange[1])} s, path ${f2(worst.p.oursRange[0])}-${f2(worst.p.oursRange[1])} s)` : ''}` })
   }
   const ours = results.cells.filter((c) => c.side === 'ours' && c.runs.length)
   if (ours.length) {
@@ -137,8 +146,8 @@ export function report(results, outDir) {
     if (!cs.length) return '—'
     return `${cs.map((c) => `${f2(stats(c)?.s)} s${c.target ? ` (${c.target} rounds)` : ''}`).join(', ')}: \`${cs[0].label}\``
   }
-  const limitTable = table(['format', 'compressed MiB', 'best decoder alone', "original's decoder alone", 'download alone (loopback)'],
-    results.options.formats.map((f) => [f, (results.image.sizes[f] / 2 ** 20).toFixed(1), lim(f, 'decode'), lim(f, 'decode1'), lim(f, 'download')]))
+  const limitTable = table(['format', 'compressed MiB', 'best decoder alone', 'best decoder into a pipe', "original's decoder alone", 'download alone (loopback)'],
+    results.options.formats.map((f) => [f, (results.image.sizes[f] / 2 ** 20).toFixed(1), lim(f, 'decode'), lim(f, 'decode-pipe'), lim(f, 'decode1'), lim(f, 'download')]))
   const writes = results.cells.filter((c) => c.side.startsWith('write')).map((c) => `${c.target}, ${c.label}: ${f2(stats(c)?.s)} s`).join('; ')
   const start = stats(results.cells.find((c) => c.side === 'startup'))?.s
   const xi = []
@@ -180,7 +189,9 @@ slowest of what any writer must do, each measured alone: **disk** = the fastest 
 image already in the page cache listed under Limits (writing every block, or skipping zero blocks
 with \`conv=sparse\` where that is correct), **source** = the best decompressor alone into
 /dev/null (\`cat\` of the file for raw; \`qemu-img convert -O raw\` to a sparse file for qcow2),
-**download** = \`curl\` alone (cold URL only). The issue's plain \`dd bs=4M conv=fsync\` from a cold
+**pipe** = the same decompressor into \`cat\` through a pipe, where create reads its output (onto a
+loop device, from a download, and bzip2: only a regular file takes a decompressor's own sparse
+output), **download** = \`curl\` alone (cold URL only). The issue's plain \`dd bs=4M conv=fsync\` from a cold
 cache is listed under Limits; it also pays for reading the whole raw image.
 
 ${createTable}

@@ -197,7 +197,7 @@ async function main() {
       if (ti === 0 && fmt === o.formats[0]) group.push(cell({ format: 'provider', ...startup(ctx) }))
       for (const d of decoderLimits(fmt, image, u, scratch, ti === 0)) {
         const out = d.output
-        group.push(cell({ format: fmt.key, target: d.side === 'decode' ? tname : undefined, ...d, prepare: () => rmSync(scratch, { force: true }), verify: out ? () => ref.same(out) : undefined, after: () => rmSync(scratch, { force: true }) }))
+        group.push(cell({ format: fmt.key, target: ['decode', 'decode-pipe'].includes(d.side) ? tname : undefined, ...d, prepare: () => rmSync(scratch, { force: true }), verify: out ? () => ref.same(out) : undefined, after: () => rmSync(scratch, { force: true }) }))
       }
       loadSamples.push(Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]))
       await rounds(group, o.slowFormats.includes(fmt.key) ? o.slowRepeat : o.fastFormats.includes(fmt.key) ? o.fastRepeat : o.repeat)

@@ -55,7 +55,8 @@ export const parallelBzip2 = () => have('lbzip2') || have('pbzip2')
 /** Limit cells for one format: the decompressor alone into /dev/null (the best one, and
  *  the original's one where it differs), qemu-img convert to a fresh sparse file for qcow2,
  *  reading the file for raw, and the download alone for URL runs. With all=false only the
- *  best decoder: it is measured again with every target's runs, under the same load. */
+ *  best decoder (alone, and into a pipe): it is measured again with every target's runs,
+ *  under the same load. */
 export function decoderLimits(fmt, image, url, scratch, all = true) {
   const cells = []
   const best = bestDecompressor(fmt)
@@ -65,6 +66,9 @@ export function decoderLimits(fmt, image, url, scratch, all = true) {
     cells.push({ side: 'decode', label: 'qemu-img convert → sparse file', cmd: `qemu-img convert -f qcow2 -O raw ${q(image)} ${q(scratch)} && sync ${q(scratch)}`, output: scratch })
   } else if (best) {
     cells.push({ side: 'decode', label: `${best} > /dev/null`, cmd: `${best} ${q(image)} > /dev/null` })
+    // what a writer other than the decompressor itself is fed at best: its output through a
+    // pipe (only a regular file takes a decompressor's own sparse output); gzip is in-process
+    if (fmt.type !== 'raw+gz') cells.push({ side: 'decode-pipe', label: `${best} | cat > /dev/null`, cmd: `${best} ${q(image)} | cat > /dev/null` })
     const single = DECOMPRESS_1[fmt.type]
     // xz -T0 can only split multi-block files: for a single block it is the original's xz
     if (all && (fmt.type === 'raw+xz' ? fmt.key === 'raw+xz multi' : single !== best)) cells.push({ side: 'decode1', label: `${single} > /dev/null`, cmd: `${single} ${q(image)} > /dev/null` })
