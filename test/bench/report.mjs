@@ -10,7 +10,7 @@ import { median, trySh } from './util.mjs'
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const first = (cmd) => (trySh(cmd) ?? '').split('\n')[0].trim() || 'not installed'
 
-export function machine() {
+export function machine(provider) {
   return {
     nproc: Number(first('nproc')),
     cpu: cpus()[0]?.model ?? first("grep -m1 'model name' /proc/cpuinfo"),
@@ -18,15 +18,19 @@ export function machine() {
     kernel: first('uname -r'),
     os: first('. /etc/os-release && echo "$PRETTY_NAME"'),
     node: process.version,
+    provider,
     tools: {
       xz: first('xz --version'), gzip: first('gzip --version'), pigz: first('pigz --version 2>&1'),
       bzip2: first('bzip2 --help 2>&1 | grep -i version'), lbzip2: first('lbzip2 --version 2>&1'), pbzip2: first('command -v pbzip2 >/dev/null && pbzip2 --version 2>&1 | head -1'),
       zstd: first('zstd --version'), 'qemu-img': first('qemu-img --version'), curl: first('curl --version'), dd: first('dd --version'),
     },
-    // which provider was measured: the commit, and whether lib/ or scripts/ differed from it
-    provider: `commit ${first(`git -C '${REPO}' rev-parse --short HEAD`)}` + (trySh(`git -C '${REPO}' status --porcelain -- lib scripts build.mjs`) ? ' + uncommitted changes in lib/ or scripts/' : ''),
   }
 }
+
+/** Which provider is measured: the commit, and whether lib/ or scripts/ differ from it.
+ *  Taken when the bench starts: a commit made while it runs was not measured. */
+export const providerVersion = () =>
+  `commit ${first(`git -C '${REPO}' rev-parse --short HEAD`)}` + (trySh(`git -C '${REPO}' status --porcelain -- lib scripts build.mjs`) ? ' + uncommitted changes in lib/ or scripts/' : '')
 
 const stats = (c) => (c && c.runs.length ? { s: median(c.runs.map((r) => r.seconds)), min: Math.min(...c.runs.map((r) => r.seconds)), max: Math.max(...c.runs.map((r) => r.seconds)), rss: Math.max(...c.runs.map((r) => r.rssMiB)), n: c.runs.length } : null)
 

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { FORMATS, describe, ensureImages } from './image.mjs'
 import { FileTarget, ImageRef, LoopTarget, dropCaches, killRunning, timed } from './measure.mjs'
 import { writeLimits, decoderLimits, exportCells, exportCheck, importCells, oursCreate, pipeline, pipelineFromUrl, startup } from './sides.mjs'
-import { machine, report } from './report.mjs'
+import { machine, providerVersion, report } from './report.mjs'
 import { HELP, options } from './options.mjs'
 import { have, log, q, sh } from './util.mjs'
 
@@ -72,6 +72,7 @@ async function main() {
   if (o.reportOnly) return void report(JSON.parse(readFileSync(o.reportOnly, 'utf8')), o.out)
   preflight()
   const began = Date.now()
+  const provider = providerVersion()
   const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
   for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => (log(`${sig}: cleaning up`), cleanupAll(), process.exit(sig === 'SIGINT' ? 130 : 143)))
   if (o.build) sh('node build.mjs', { cwd: REPO })
@@ -220,7 +221,7 @@ async function main() {
 
   const results = {
     date: new Date().toISOString(), options: { sizeMiB: o.size, repeat: o.repeat, slowRepeat: o.slowRepeat, fastRepeat: o.fastRepeat, ioRepeat: o.ioRepeat, slowFormats: o.slowFormats, fastFormats: o.fastFormats, formats: o.formats.map((f) => f.key), targets: targetNames, sources: o.sources },
-    machine: { ...machine(), loadBefore: load0, loadAfter: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '), loadDuring: loadSamples },
+    machine: { ...machine(provider), loadBefore: load0, loadAfter: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '), loadDuring: loadSamples },
     image: { shape: describe(images.meta), sizes: images.meta.sizes, meta: images.meta },
     durationSeconds: Math.round((Date.now() - began) / 1000),
     unsupported: [...unsupported], failures,
