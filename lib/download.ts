@@ -31,11 +31,12 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
       let pending: Buffer[] = []
       let pendingBytes = 0
       tap = consumer ? startConsumer(consumer, length) : undefined
+      // the batch goes to the cache in one writev and to the consumer chunk by chunk:
+      // concatenating it first would cost a copy and 1 MiB more memory per batch
       const flush = async () => {
         if (pendingBytes === 0) return
-        const buf = Buffer.concat(pending, pendingBytes)
-        await Promise.all([fh.write(buf, 0, buf.length, written), tap?.push(buf)])
-        written += buf.length
+        await Promise.all([writeCache(fh, pending, pendingBytes, written), tap?.push(pending)])
+        written += pendingBytes
         pending = []
         pendingBytes = 0
       }
@@ -72,6 +73,39 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
 }
 
 
+const CACHE_HINT = "free space where the variant's IMAGE_STORAGE points, or point it elsewhere"
+
+/** Writes a batch at position; a failure is the cache's (a full filesystem, most often),
+ *  never the network's, so it is a Failure of its own and not retried. */
+async function writeCache(fh: FileHandle, bufs: Buffer[], total: number, position: number): Promise<void> {
+  let done = 0
+  while (done < total) {
+    let n: number
+    try {
+      n = (await fh.writev(bufs, position + done)).bytesWritten
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? 'error'
+      throw new Failure(`writing the download into the image cache failed (${code})`, CACHE_HINT)
+    }
+    if (n === 0) throw new Failure(`writing the download into the image cache stopped after ${position + done} bytes (filesystem full?)`, CACHE_HINT)
+    done += n
+    bufs = skipBytes(bufs, n)
+  }
+}
+
+/** The rest of bufs after its first n bytes, without copying. */
+function skipBytes(bufs: Buffer[], n: number): Buffer[] {
+  const rest: Buffer[] = []
+  for (const b of bufs) {
+    if (n >= b.length) n -= b.length
+    else {
+      rest.push(n > 0 ? b.subarray(n) : b)
+      n = 0
+    }
+  }
+  return rest
+}
+
 /** A failure of the consumer (decoding, writing disk 0), reported as itself. */
 class ConsumerError extends Error {
   constructor(override readonly cause: unknown) {
@@ -80,7 +114,7 @@ class ConsumerError extends Error {
 }
 
 interface Tap {
-  push(buf: Buffer): Promise<void>
+  push(bufs: Buffer[]): Promise<void>
   end(): Promise<void>
   abort(): Promise<void>
 }
@@ -96,10 +130,12 @@ function startConsumer(consumer: Consumer, length: number | undefined): Tap {
     if (failed) throw failed
   }
   return {
-    async push(buf) {
+    async push(bufs) {
       check()
+      let full = false
+      for (const buf of bufs) full = !stream.write(buf) || full
       // bounded memory: wait while the consumer is behind, unless it has given up
-      if (!stream.write(buf)) await Promise.race([once(stream, 'drain'), done])
+      if (full) await Promise.race([once(stream, 'drain'), done])
       check()
     },
     async end() {

@@ -4,7 +4,7 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { join } from 'node:path'
 import { mkdirSync, readdirSync, utimesSync, writeFileSync, existsSync, statSync } from 'node:fs'
-import { spawn } from 'node:child_process'
+import { spawn, execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { closedPort, workspace, variant, ganetiEnv, runAction, makeImage, sparseDisk, dirtyLoop, readHead, MiB, type Workspace } from './harness.js'
 import { startHttpServer, type TestServer } from '../support/http-server.js'
@@ -154,6 +154,26 @@ test('an interrupted download fails and leaves nothing in the cache', async () =
   assert.match(r.lastLine, /^create failed: /)
   assert.match(r.lastLine, /ended after \d+ of 20975104 bytes|socket hang up|aborted|ECONNRESET|Premature close/i)
   assert.equal(cacheFiles(v).filter((f) => !f.endsWith('.lock')), [])
+})
+
+test('a full cache filesystem fails the create as the cache\'s, and leaves nothing in it', async () => {
+  const dir = join(ws.dir, 'full-cache')
+  mkdirSync(dir, { mode: 0o700 })
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', dir])
+  try {
+    // raw+gz is written to disk 0 while it downloads; raw and qcow2 are downloaded first
+    for (const type of ['raw', 'raw+gz', 'qcow2']) {
+      const url = web.url('/' + img.files[type as 'raw'])
+      const r = await create({ OS_VARIANT: variant(ws, `full-${type.replace('+', '-')}`, `IMAGE_STORAGE=${dir}\n`), OSP_IMAGE: url, OSP_IMAGE_TYPE: type, DISK_0_PATH: sparseDisk(ws.dir, 'full.img') })
+      assert.is(r.code, 1, r.output)
+      assert.match(r.lastLine, /^create failed: writing the download into the image cache (failed \(ENOSPC\)|stopped after \d+ bytes)/, `${type}: ${r.lastLine}`)
+      assert.match(r.lastLine, /free space where the variant's IMAGE_STORAGE points/)
+      assert.not.match(r.output, /retrying/)
+      assert.equal(readdirSync(dir).filter((f) => !f.endsWith('.lock')), [], `${type}: something was left in the cache`)
+    }
+  } finally {
+    execFileSync('umount', [dir])
+  }
 })
 
 test('SIGTERM during a download: exit 143, no partial file, the lock is free again', async () => {
