@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import { lstat, mkdir, readdir, rename, stat, unlink, chmod, open, type FileHandle } from 'node:fs/promises'
 import { defer } from './cleanup.js'
 import { join } from 'node:path'
-import { Failure } from './errors.js'
+import { Failure, errorMessage } from './errors.js'
 import { acquireLock, type Lock } from './lock.js'
 import { debug, info, redact } from './log.js'
 
@@ -26,6 +26,14 @@ export function classifyName(name: string): { key: string; kind: 'entry' | 'lock
   if (!m) return null
   return { key: m[1], kind: m[2] === 'image' ? 'entry' : m[2] === 'lock' ? 'lock' : 'temp' }
 }
+
+/** A write or sync of a download into the cache went wrong (`how`): a full filesystem,
+ *  most often. It is the cache's failure, not the network's, and so never retried. */
+export function cacheWriteFailure(how: string): Failure {
+  return new Failure(`writing the download into the image cache ${how}`, "free space where the variant's IMAGE_STORAGE points, or point it elsewhere")
+}
+
+export const failedWith = (err: unknown) => `failed (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`
 
 export function isExpired(mtimeMs: number, nowMs: number, maxDays: number): boolean {
   return nowMs - mtimeMs >= maxDays * DAY_MS
@@ -111,7 +119,9 @@ export async function cachedDownload(dir: string, url: URL, maxDays: number, dow
       const forget = defer(`temporary download ${temp}`, () => unlink(temp).catch(() => undefined))
       try {
         await download(fh)
-        await fh.datasync()
+        await fh.datasync().catch((err: unknown) => {
+          throw cacheWriteFailure(failedWith(err))
+        })
         ownIno = (await fh.stat()).ino
         await fh.close()
       } catch (err) {

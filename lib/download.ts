@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import type { FileHandle } from 'node:fs/promises'
 import { PassThrough, type Readable } from 'node:stream'
 import { Failure } from './errors.js'
+import { cacheWriteFailure, failedWith } from './cache.js'
 import { networkFailure, httpFailure, request, withRetries, type AgentFor, type Endpoint } from './http.js'
 import { formatBytes, info, redact } from './log.js'
 
@@ -73,37 +74,13 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
 }
 
 
-const CACHE_HINT = "free space where the variant's IMAGE_STORAGE points, or point it elsewhere"
-
-/** Writes a batch at position; a failure is the cache's (a full filesystem, most often),
- *  never the network's, so it is a Failure of its own and not retried. */
+/** Writes a batch at position. libuv itself continues a partial writev, so a short count
+ *  means the filesystem filled up. */
 async function writeCache(fh: FileHandle, bufs: Buffer[], total: number, position: number): Promise<void> {
-  let done = 0
-  while (done < total) {
-    let n: number
-    try {
-      n = (await fh.writev(bufs, position + done)).bytesWritten
-    } catch (err) {
-      const code = (err as { code?: string }).code ?? 'error'
-      throw new Failure(`writing the download into the image cache failed (${code})`, CACHE_HINT)
-    }
-    if (n === 0) throw new Failure(`writing the download into the image cache stopped after ${position + done} bytes (filesystem full?)`, CACHE_HINT)
-    done += n
-    bufs = skipBytes(bufs, n)
-  }
-}
-
-/** The rest of bufs after its first n bytes, without copying. */
-function skipBytes(bufs: Buffer[], n: number): Buffer[] {
-  const rest: Buffer[] = []
-  for (const b of bufs) {
-    if (n >= b.length) n -= b.length
-    else {
-      rest.push(n > 0 ? b.subarray(n) : b)
-      n = 0
-    }
-  }
-  return rest
+  const { bytesWritten } = await fh.writev(bufs, position).catch((err: unknown) => {
+    throw cacheWriteFailure(failedWith(err))
+  })
+  if (bytesWritten < total) throw cacheWriteFailure(`stopped after ${position + bytesWritten} bytes (filesystem full?)`)
 }
 
 /** A failure of the consumer (decoding, writing disk 0), reported as itself. */
@@ -132,10 +109,9 @@ function startConsumer(consumer: Consumer, length: number | undefined): Tap {
   return {
     async push(bufs) {
       check()
-      let full = false
-      for (const buf of bufs) full = !stream.write(buf) || full
+      for (const buf of bufs) stream.write(buf)
       // bounded memory: wait while the consumer is behind, unless it has given up
-      if (full) await Promise.race([once(stream, 'drain'), done])
+      if (stream.writableNeedDrain) await Promise.race([once(stream, 'drain'), done])
       check()
     },
     async end() {
