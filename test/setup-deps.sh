@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 [ "$(id -u)" = 0 ] || { echo "setup-deps.sh: run as root (apt-get install)" >&2; exit 1; }
 
-PKGS=(bash coreutils util-linux mount fdisk e2fsprogs xz-utils bzip2 gzip lbzip2 pigz zstd
+PKGS=(bash coreutils util-linux mount fdisk e2fsprogs xz-utils bzip2 gzip lbzip2 zstd
       qemu-utils openssl tinyproxy python3 curl ca-certificates time lintian)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done

@@ -12,7 +12,7 @@ image; the decompressor alone), from a local path and a loopback HTTP server (co
 download cache), onto a fresh sparse file and a loop device holding old data. Every written
 disk is compared with the image; a difference or a failed run makes the exit status 1.
 Needs root (loop devices, drop_caches) and: time qemu-utils xz-utils bzip2 gzip zstd curl
-e2fsprogs fdisk (optional, used when present: pigz, lbzip2 or pbzip2).
+e2fsprogs fdisk (optional, used when present: lbzip2 or pbzip2).
 
 Options (environment variable in brackets):
   --size MIB         test image size [BENCH_SIZE_MIB], default 1024

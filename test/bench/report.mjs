@@ -20,7 +20,7 @@ export function machine(provider) {
     node: process.version,
     provider,
     tools: {
-      xz: first('xz --version'), gzip: first('gzip --version'), pigz: first('pigz --version 2>&1'),
+      xz: first('xz --version'), gzip: first('gzip --version'),
       bzip2: first('bzip2 --help 2>&1 | grep -i version'), lbzip2: first('lbzip2 --version 2>&1'), pbzip2: first('command -v pbzip2 >/dev/null && pbzip2 --version 2>&1 | head -1'),
       zstd: first('zstd --version'), 'qemu-img': first('qemu-img --version'), curl: first('curl --version'), dd: first('dd --version'),
     },
@@ -73,8 +73,7 @@ function why(row, goal, start) {
   if (!row || row.ours == null) return row?.status ?? 'not measured'
   const parts = Object.entries(row.limitParts).map(([k, v]) => `${k} ${f2(v)} s`).join(', ')
   let text
-  // gzip: create decodes in-process with Node's zlib, faster than pigz, the best command
-  if (row.ours < row.limit * 0.85) text = `below the limit measured alone (${parts}): ${row.format === 'raw+gz' && row.bound === 'source' ? "ours decodes with Node's zlib, faster than that command" : 'ours does less than that command (zero blocks not written) or met less load'}`
+  if (row.ours < row.limit * 0.85) text = `below the limit measured alone (${parts}): ours does less than that command (zero blocks not written) or met less load`
   else if (row.limit / row.pipeline > goal) text = `unreachable here: the limit (${row.bound}-bound; ${parts}) is already ${f2(row.limit / row.pipeline)}× the pipeline; ours ${f2(row.ours)} s`
   else if (row.ours <= row.limit * 1.15) text = `at the limit: ${row.bound}-bound (${parts}; ours ${f2(row.ours)} s)`
   else text = `ours ${f2(row.ours)} s is ${f2(row.oursLimit)}× the limit (${parts})${gap(row.ours - row.limit, start)}`
