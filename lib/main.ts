@@ -21,6 +21,10 @@ export function runScript(script: Script): void {
   $.log = (entry) => {
     if (entry.kind === 'cmd') debug(`running ${entry.cmd}`)
   }
+  // no command reads stdin: with zx's default, a socket, bash takes itself for a remote
+  // shell and runs root's ~/.bashrc before every command, whose output then mixes with
+  // the command's (seen: "pyenv: command not found" as blkdiscard's error)
+  $.stdio = ['ignore', 'pipe', 'pipe']
   if (args[0] === '-h' || args[0] === '--help') {
     process.stderr.write(script.usage.trimEnd() + '\n')
     return

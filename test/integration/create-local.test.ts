@@ -4,7 +4,7 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
-import { writeFileSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync, readFileSync, statSync } from 'node:fs'
 import { workspace, variant, ganetiEnv, runAction, makeImage, sparseDisk, dirtyFile, dirtyLoop, readHead, loopsOf, corrupt, MiB, type Workspace } from './harness.js'
 
 const test = suite('create from a local path')
@@ -198,6 +198,19 @@ test('a decompressor\'s output comes through Node\'s own connection where no pip
   assert.is(r.code, 0, r.output)
   assert.match(r.output, /\[debug\] no pipe of our own \(.*\): the child's output comes through Node's/)
   assert.ok(readHead(disk, img.bytes.length).equals(img.bytes), 'disk differs from the image')
+})
+
+test('the commands create runs do not source root\'s ~/.bashrc', async () => {
+  // bash sources ~/.bashrc when its stdin is a socket, as Node's default stdio gives it
+  const home = join(ws.dir, 'home')
+  mkdirSync(home, { recursive: true })
+  const marker = join(home, 'bashrc-ran')
+  writeFileSync(join(home, '.bashrc'), `touch ${marker}\n`)
+  for (const [type, disk] of [['raw', sparseDisk(ws.dir, 'home.img')], ['raw+xz', dirtyLoop(ws.dir, 'home-loop.img')]]) {
+    const r = await runAction(ws, 'create', env({ OSP_IMAGE: join(ws.dir, img.files[type as keyof typeof img.files]), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk, HOME: home }))
+    assert.is(r.code, 0, r.output)
+    assert.not.ok(existsSync(marker), `${type}: ~/.bashrc ran`)
+  }
 })
 
 test('-h, --help and wrong arguments print the usage, for every script', async () => {
