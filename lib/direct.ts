@@ -11,7 +11,7 @@ import { defer, type Deferred } from './cleanup.js'
 import { startDecompressor } from './decode.js'
 import { debug, info } from './log.js'
 import { openForWrite, zeroCheaply, type TargetDisk } from './target.js'
-import { Progress, syncDisk, type WriteResult } from './write.js'
+import { Progress, Writeback, type WriteResult } from './write.js'
 import type { Codec } from './params.js'
 
 const POLL_MS = 1000
@@ -50,8 +50,13 @@ export async function decompressOntoFile(path: string, codec: 'xz' | 'zstd', siz
     }
     info(`${codec} writes the image into the disk file itself${codec === 'xz' ? ' (emptied first)' : ''}, skipping its zero blocks`)
     const progress = new Progress(size)
+    const writeback = new Writeback(fh, target)
     const decompressor = startDecompressor(codec, input.fd, fh.fd, path, extra)
-    const timer = setInterval(() => void offsetOf(fh.fd).then((at) => at !== undefined && progress.tick(at)), POLL_MS)
+    const timer = setInterval(() => void offsetOf(fh.fd).then((at) => {
+      if (at === undefined) return
+      progress.tick(at)
+      writeback.reached(at)
+    }), POLL_MS)
     try {
       await decompressor.finished
     } finally {
@@ -64,7 +69,7 @@ export async function decompressOntoFile(path: string, codec: 'xz' | 'zstd', siz
       throw new Failure(`the image gave ${written} bytes where its header announced ${size}`, 'the image file is corrupt: download or copy it again')
     }
     await restore.run()
-    await syncDisk(fh, target)
+    await writeback.finish()
     return progress.done(size)
   } finally {
     await restore?.run()

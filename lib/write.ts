@@ -1,6 +1,6 @@
 // Copies a byte stream onto disk 0: large positional writes, one write in flight while the
 // next block is read, never past the disk's end, all-zero blocks skipped only when the
-// target already reads as zero, one fdatasync at the end.
+// target already reads as zero, writeback started early and one fdatasync at the end.
 import type { FileHandle } from 'node:fs/promises'
 import { Failure } from './errors.js'
 import { debug, formatBytes, info } from './log.js'
@@ -9,6 +9,7 @@ import type { TargetDisk } from './target.js'
 export const BLOCK = 4 << 20
 const ZERO = Buffer.alloc(BLOCK)
 const REPORT_EVERY_MS = 5000
+const WRITEBACK_EVERY = 256 << 20
 
 export interface WriteResult {
   bytes: number
@@ -95,6 +96,7 @@ export async function writeStream(source: ByteSource, target: TargetDisk, fh: Fi
   let current = 0
   let position = 0
   let inFlight: Promise<unknown> = Promise.resolve()
+  const writeback = new Writeback(fh, target)
 
   const write = (buf: Buffer, start: number, end: number, at: number) =>
     fh.write(buf, start, end - start, at).catch((err: NodeJS.ErrnoException) => {
@@ -119,20 +121,54 @@ export async function writeStream(source: ByteSource, target: TargetDisk, fh: Fi
     inFlight = Promise.all(runs.map(([start, end]) => write(buf, start, end, at + start)))
     inFlight.catch(() => undefined) // awaited before the next write; keeps Node from calling it unhandled
     position += fill
+    writeback.reached(position)
     current ^= 1
     progress.tick(position)
     if (fill < BLOCK) break
   }
   await inFlight
-  await syncDisk(fh, target)
+  await writeback.finish()
   return (progress ?? new Progress(expected)).done(position)
 }
 
-/** The one fdatasync of a write, its failure said as the disk's. */
-export async function syncDisk(fh: FileHandle, target: TargetDisk): Promise<void> {
+/** An fdatasync of disk 0, its failure said as the disk's. */
+export async function syncDisk(fh: FileHandle, target: TargetDisk, what = 'flushed'): Promise<void> {
   const start = Date.now()
   await fh.datasync().catch((err: NodeJS.ErrnoException) => {
     throw new Failure(`flushing disk 0 (${target.path}) failed (${err.code ?? err.message})`, 'check the disk and the node\'s kernel log')
   })
-  debug(`disk 0 flushed in ${((Date.now() - start) / 1000).toFixed(2)} s`)
+  debug(`disk 0 ${what} in ${((Date.now() - start) / 1000).toFixed(2)} s`)
+}
+
+/** Starts writing disk 0's dirty pages back while the image is still being written, so
+ *  that the final flush has only the tail left: the kernel would otherwise hold a whole
+ *  1 GiB image in the page cache until that flush (its background writeback begins at 10 %
+ *  of memory). Node has no sync_file_range: an fdatasync in the thread pool, at most one at
+ *  a time, every WRITEBACK_EVERY bytes, does the job (also for a decompressor writing a
+ *  file disk itself: lib/direct.ts). Measured with the bench's 1 GiB images (medians):
+ *  raw+gz 1.60 s instead of 1.79 s onto a loop device, 1.65 s instead of 1.78 s onto a
+ *  file; multi-block raw+xz 4.47 s instead of 4.67 s (loop), 3.48 s instead of 3.60 s
+ *  (file, xz writing it); the final flush went from 0.11-0.26 s to 0.00-0.06 s. */
+export class Writeback {
+  private pending: Promise<void> = Promise.resolve()
+  private busy = false
+  private started = 0
+  constructor(private readonly fh: FileHandle, private readonly target: TargetDisk) {}
+
+  /** `position` bytes are written (or handed to the kernel): flushes early when due. */
+  reached(position: number): void {
+    if (this.busy || position - this.started < WRITEBACK_EVERY) return
+    this.started = position
+    this.busy = true
+    // chained: a failed flush stays failed for finish(); the kernel reports a writeback
+    // error to one fsync only, and that may have been this one
+    this.pending = this.pending.then(() => syncDisk(this.fh, this.target, 'written back early')).finally(() => (this.busy = false))
+    this.pending.catch(() => undefined)
+  }
+
+  /** The final flush, after any early one: the data is durable when this resolves. */
+  async finish(): Promise<void> {
+    await this.pending
+    await syncDisk(this.fh, this.target)
+  }
 }

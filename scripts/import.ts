@@ -1,7 +1,8 @@
 // import: writes the stream of a gnt-backup export (stdin) onto IMPORT_DEVICE, which must
-// exist already: it is neither created nor truncated. One fdatasync at the end. stdin is
-// read as a stream (event-driven reads of a pipe), not with fs.read, which would make a
-// thread-pool round trip of every 64 KiB the pipe holds; the pipe is enlarged first.
+// exist already: it is neither created nor truncated. Synced at the end (writeback starts
+// early, lib/write.ts). stdin is read as a stream (event-driven reads of a pipe), not
+// with fs.read, which would make a thread-pool round trip of every 64 KiB the pipe holds;
+// the pipe is enlarged first.
 import { requireVar } from '../lib/ganeti-env.js'
 import { inspectTarget, openForWrite, zeroCheaply } from '../lib/target.js'
 import { chunkSource, writeStream } from '../lib/write.js'
