@@ -57,8 +57,9 @@ export const parallelBzip2 = () => have('lbzip2') || have('pbzip2')
  *  the original's one where it differs), qemu-img convert to a fresh sparse file for qcow2,
  *  reading the file for raw, and the download alone for URL runs. With all=false only the
  *  best decoder (alone, and into a pipe): it is measured again with every target's runs,
- *  under the same load. */
-export function decoderLimits(fmt, image, url, scratch, all = true) {
+ *  under the same load. Onto a file disk, xz and zstd also write a file themselves, as
+ *  create has them do there (lib/direct.ts). */
+export function decoderLimits(fmt, image, url, scratch, all = true, target = undefined) {
   const cells = []
   const best = bestDecompressor(fmt)
   if (fmt.type === 'raw') {
@@ -71,6 +72,9 @@ export function decoderLimits(fmt, image, url, scratch, all = true) {
     // what a writer other than the decompressor itself is fed at best: its output through a
     // pipe (only a regular file takes a decompressor's own sparse output); gzip is in-process
     if (fmt.type !== 'raw+gz') cells.push({ side: 'decode-pipe', label: `${best} | cat > /dev/null`, cmd: `${best} ${q(image)} | cat > /dev/null` })
+    // xz makes a regular file sparse by itself; zstd only when told to, on stdout
+    const sparse = fmt.type === 'raw+zst' ? ' --sparse' : ''
+    if (target === 'file' && ['raw+xz', 'raw+zst'].includes(fmt.type)) cells.push({ side: 'decode-file', label: `${best}${sparse} > FILE, sync FILE`, cmd: `${best}${sparse} ${q(image)} > ${q(scratch)} && sync ${q(scratch)}`, output: scratch })
     const single = DECOMPRESS_1[fmt.type]
     // xz -T0 can only split multi-block files: for a single block it is the original's xz
     if (all && (fmt.type === 'raw+xz' ? fmt.key === 'raw+xz multi' : single !== best)) cells.push({ side: 'decode1', label: `${single} > /dev/null`, cmd: `${single} ${q(image)} > /dev/null` })
