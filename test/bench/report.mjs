@@ -184,8 +184,12 @@ page cache dropped before every run, every side timed to durable data (fsync), e
 - memory: a virtual machine whose balloon hands freed pages back to its host (free page reporting).
   The page cache dropped before every run is such memory, and faulting it in again is slow: measured
   by hand on this machine, \`cat\` of the 1 GiB raw image took 0.57-0.64 s when the freed pages were
-  still backed and 1.6-2.2 s once reported. Runs that read or write a whole 1 GiB vary with it, from
-  run to run and for either side of a comparison` : ''}
+  still backed and 1.6-2.2 s once reported. The reporting comes in bursts about 2 s after the drop,
+  taking a CPU; the bench waits for them to end before each run, so that every run starts in the
+  same state: the slow one, all pages reported. Absolute times are therefore higher than on bare
+  metal (dd of the raw image onto a file: 4.6-5.9 s, against 1.3-2.8 s in a run without the wait), for
+  every side alike. The image files themselves, written hours before, also read slower than a
+  cache entry written minutes before (the host's own cache): see "reading the cache entry"` : ''}
 - tools: ${Object.entries(m.tools).map(([k, v]) => `${k}: ${v}`).join('; ')}
 
 ## Image
