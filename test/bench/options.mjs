@@ -18,7 +18,7 @@ Options (environment variable in brackets):
   --size MIB         test image size [BENCH_SIZE_MIB], default 1024
   --repeat N         runs per measurement, the median is reported [BENCH_REPEAT], default 3
   --slow-repeat N    runs for the slow formats [BENCH_SLOW_REPEAT], default 3 (never more
-                     than --repeat): 1 saves ~5 min of the ~35 of a full run on 2 cores
+                     than --repeat): 1 saves ~8 min of the ~75 of a full run on 2 cores
   --slow-formats L   which formats are slow, comma-separated, default bzip2
   --fast-repeat N    runs for the fast formats [BENCH_FAST_REPEAT], default 5 (at least
                      --repeat): their runs take about a second, where one slow run of a
