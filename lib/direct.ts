@@ -52,11 +52,12 @@ export async function decompressOntoFile(path: string, codec: 'xz' | 'zstd', siz
     const progress = new Progress(size)
     const writeback = new Writeback(fh, target)
     const decompressor = startDecompressor(codec, input.fd, fh.fd, path, extra)
+    // a failed early flush is reported by writeback.finish(), once the decompressor is done
     const timer = setInterval(() => void offsetOf(fh.fd).then((at) => {
       if (at === undefined) return
       progress.tick(at)
       writeback.reached(at)
-    }), POLL_MS)
+    }).catch(() => undefined), POLL_MS)
     try {
       await decompressor.finished
     } finally {

@@ -153,21 +153,27 @@ export class Writeback {
   private pending: Promise<void> = Promise.resolve()
   private busy = false
   private started = 0
+  private failed: unknown
+  private finished = false
   constructor(private readonly fh: FileHandle, private readonly target: TargetDisk) {}
 
-  /** `position` bytes are written (or handed to the kernel): flushes early when due. */
+  /** `position` bytes are written (or handed to the kernel): flushes early when due. A
+   *  failed early flush is thrown here, so that a writer stops instead of writing the
+   *  rest of the image onto a disk that cannot take it. */
   reached(position: number): void {
-    if (this.busy || position - this.started < WRITEBACK_EVERY) return
+    if (this.failed) throw this.failed
+    if (this.finished || this.busy || position - this.started < WRITEBACK_EVERY) return
     this.started = position
     this.busy = true
     // chained: a failed flush stays failed for finish(); the kernel reports a writeback
     // error to one fsync only, and that may have been this one
     this.pending = this.pending.then(() => syncDisk(this.fh, this.target, 'written back early')).finally(() => (this.busy = false))
-    this.pending.catch(() => undefined)
+    this.pending.catch((err: unknown) => (this.failed ??= err))
   }
 
   /** The final flush, after any early one: the data is durable when this resolves. */
   async finish(): Promise<void> {
+    this.finished = true // a late progress poll (lib/direct.ts) starts no flush after this
     await this.pending
     await syncDisk(this.fh, this.target)
   }

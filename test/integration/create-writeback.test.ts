@@ -20,8 +20,7 @@ const env = (vars: Record<string, string | undefined>) => ganetiEnv(ws, vars)
 
 /** A raw image of `size` bytes: `data` at the given offsets, zeros (holes) between. */
 function rawImage(name: string, size: number, data: [number, Buffer][]): string {
-  const path = join(ws.dir, name)
-  execFileSync('truncate', ['-s', String(size), path])
+  const path = sparseDisk(ws.dir, name, size)
   const fd = openSync(path, 'r+')
   try {
     for (const [at, bytes] of data) writeSync(fd, bytes, 0, bytes.length, at)
