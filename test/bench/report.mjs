@@ -212,8 +212,13 @@ with \`conv=sparse\` where that is correct), **source** = the best decompressor 
 loop device, from a download, and bzip2: only a regular file takes a decompressor's own sparse
 output), **file** = xz or zstd writing a file themselves and \`sync\` (onto a file disk, where create has
 them write the disk file), **download** = \`curl\` alone (cold URL only); for a raw warm URL the
-source is reading the cache entry (\`cat\`). The issue's plain \`dd bs=4M conv=fsync\` from a cold
-cache is listed under Limits; it also pays for reading the whole raw image.
+source is reading the cache entry (\`cat\`). Ours from the path and from a warm URL run back to
+back, taking turns at going first: a run's time depends on what ran just before it (on the 2-core
+virtual machine this bench was written on, 2026-11-30, with the warm run always after the cold
+pipeline: raw from the path took 2.15-2.70 s onto a file and from the warm cache 1.42-1.81 s; onto
+the loop device the other way round, 1.17-1.30 s against 1.55-1.77 s, for the same reads and
+writes). The issue's plain \`dd bs=4M conv=fsync\` from a cold cache is listed under Limits; it
+also pays for reading the whole raw image.
 
 ${createTable}
 
