@@ -231,7 +231,7 @@ async function main() {
   }
 
   const results = {
-    date: new Date().toISOString(), options: { sizeMiB: o.size, repeat: o.repeat, slowRepeat: o.slowRepeat, fastRepeat: o.fastRepeat, ioRepeat: o.ioRepeat, slowFormats: o.slowFormats, fastFormats: o.fastFormats, formats: o.formats.map((f) => f.key), targets: targetNames, sources: o.sources },
+    date: new Date().toISOString(), options: { sizeMiB: o.size, repeat: o.repeat, slowRepeat: o.slowRepeat, fastRepeat: o.fastRepeat, ioRepeat: o.ioRepeat, slowFormats: o.slowFormats, fastFormats: o.fastFormats, formats: o.formats.map((f) => f.key), targets: targetNames, sources: o.sources, ...(o.sources.includes('path') && o.sources.includes('url-warm') ? { pairs: 'ours from path and url-warm ran back to back, path first in rounds 0, 2, ...' } : {}) },
     machine: { ...machine(provider), loadBefore: load0, loadAfter: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '), loadDuring: loadSamples },
     image: { shape: describe(images.meta), sizes: images.meta.sizes, meta: images.meta },
     durationSeconds: Math.round((Date.now() - began) / 1000),
