@@ -156,9 +156,8 @@ async function main() {
    *  cells ([a, b] in the group) runs back to back, a-b in even rounds and b-a in odd ones,
    *  so that neither always follows the same other run. */
   async function rounds(group, reps) {
-    for (let rep = 0; rep < reps; rep++) {
-      for (const item of group) for (const c of Array.isArray(item) ? (rep % 2 ? [...item].reverse() : item) : [item]) await runOnce(c, rep)
-    }
+    const inOrder = (item, rep) => (!Array.isArray(item) ? [item] : rep % 2 ? [...item].reverse() : item)
+    for (let rep = 0; rep < reps; rep++) for (const c of group.flatMap((item) => inOrder(item, rep))) await runOnce(c, rep)
   }
 
   const targetNames = Object.keys(targets)
