@@ -5,8 +5,8 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs'
-import { workspace, ganetiEnv, runAction, makeImage, sparseDisk, dirtyFile, dirtyLoop, readHead, MiB, type Workspace } from './harness.js'
+import { mkdirSync, statSync } from 'node:fs'
+import { workspace, ganetiEnv, runAction, makeImage, sparseDisk, dirtyFile, dirtyLoop, readHead, childrenOf, alive, comm, cmdline, MiB, type Workspace } from './harness.js'
 
 const test = suite('decompressors writing a file disk themselves')
 let ws: Workspace
@@ -71,19 +71,6 @@ test('a full filesystem under the disk file: the write error names disk 0, and t
   }
 })
 
-/** The pids of a process's children. */
-function childrenOf(pid: number): number[] {
-  return readdirSync(`/proc/${pid}/task`).flatMap((t) => readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number))
-}
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
-
 test('SIGTERM while xz writes disk 0: xz is stopped, the file gets its size back, exit 143', async () => {
   // text-like data decodes slowly enough (about a second) to be interrupted
   execFileSync('bash', ['-c', 'head -c 24M /dev/urandom | base64 -w0 | xz -0 -T0 > slow.xz'], { cwd: ws.dir })
@@ -93,7 +80,7 @@ test('SIGTERM while xz writes disk 0: xz is stopped, the file gets its size back
   let xz: number | undefined
   for (let i = 0; i < 400 && xz === undefined; i++) {
     await new Promise((r) => setTimeout(r, 5))
-    if (pid) xz = childrenOf(pid).find((c) => readFileSync(`/proc/${c}/comm`, 'utf8').trim() === 'xz' && readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('-dc'))
+    if (pid) xz = childrenOf(pid).find((c) => comm(c) === 'xz' && cmdline(c).includes('-dc'))
   }
   assert.ok(xz, 'xz never started')
   await new Promise((r) => setTimeout(r, 200))

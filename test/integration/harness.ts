@@ -3,7 +3,7 @@
 // Also makes the fixtures: a test image in every format, sparse file disks and loop
 // devices holding old data.
 import { spawn, execFileSync } from 'node:child_process'
-import { mkdtempSync, mkdirSync, openSync, readSync, closeSync, rmSync, writeFileSync, chmodSync, readFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, openSync, readSync, closeSync, rmSync, writeFileSync, chmodSync, readFileSync, existsSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -70,9 +70,12 @@ export interface Run {
   output: string
   lastLine: string
   sizeFd?: string
+  timedOut?: boolean
 }
 
-export function runAction(ws: Workspace, action: string, env: Record<string, string>, opts: { args?: string[]; stdin?: Buffer; sizeFd?: boolean; onStart?: (pid: number) => void } = {}): Promise<Run> {
+/** Runs an installed script as Ganeti does. `timeoutMs`: SIGKILLed after that (a hang
+ *  must fail the test, not stall the suite); such a run has signal SIGKILL and timedOut. */
+export function runAction(ws: Workspace, action: string, env: Record<string, string>, opts: { args?: string[]; stdin?: Buffer; sizeFd?: boolean; onStart?: (pid: number) => void; timeoutMs?: number } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const stdio: ('pipe' | 'ignore')[] = [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe']
     if (opts.sizeFd) stdio.push('pipe')
@@ -86,13 +89,27 @@ export function runAction(ws: Workspace, action: string, env: Record<string, str
     if (opts.stdin) child.stdin!.end(opts.stdin)
     child.once('error', reject)
     child.once('spawn', () => opts.onStart?.(child.pid!))
+    let timedOut = false
+    const timer = opts.timeoutMs ? setTimeout(() => {
+      timedOut = true
+      child.kill('SIGKILL')
+    }, opts.timeoutMs) : undefined
     child.once('close', (code, signal) => {
+      clearTimeout(timer)
       const stdout = Buffer.concat(out)
       const all = action === 'export' ? output : output + stdout.toString()
       const lines = output.trimEnd().split('\n')
-      resolve({ code, signal, stdout, output: all, lastLine: lines[lines.length - 1], sizeFd })
+      resolve({ code, signal, stdout, output: all, lastLine: lines[lines.length - 1], sizeFd, timedOut })
     })
   })
+}
+
+/** verify parameters with exactly what Ganeti 3.0 gives it: OS_*, DEBUG_LEVEL, OSP_* and
+ *  PATH, nothing about the instance or its disks. */
+export function runVerify(ws: Workspace, osp: Record<string, string>, osVariant = 'default'): Promise<Run> {
+  const env: Record<string, string> = { PATH: GANETI_PATH, OS_API_VERSION: '20', OS_NAME: 'simpleimage', OS_VARIANT: osVariant, DEBUG_LEVEL: '0', SIMPLEIMAGE_CONFIG_DIR: ws.configDir }
+  for (const [k, v] of Object.entries(osp)) env[`OSP_${k.toUpperCase()}`] = v
+  return runAction(ws, 'verify', env, { timeoutMs: 30_000 })
 }
 
 /** The test image: data at the places a disk image has it, zeros between, and a length
@@ -182,4 +199,64 @@ export async function closedPort(): Promise<number> {
   const port = (server.address() as { port: number }).port
   await new Promise((r) => server.close(r))
   return port
+}
+
+/** Live processes (zombies left out) whose command line contains `needle`. */
+export function liveProcesses(needle: string): number[] {
+  const found: number[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').join(' ').includes(needle)) found.push(Number(name))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found
+}
+
+/** The pids of a process's children. */
+export function childrenOf(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((t) => readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number))
+  } catch {
+    return []
+  }
+}
+
+/** A process's command name, '' once it is gone. */
+export function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim()
+  } catch {
+    return ''
+  }
+}
+
+/** The file a process runs, with its arguments ('' once it is gone). */
+export function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ')
+  } catch {
+    return ''
+  }
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return !readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.startsWith('Z')
+  } catch {
+    return false
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Waits until `check` holds (polling), at most `ms`; returns whether it did. */
+export async function waitFor(check: () => boolean, ms = 10_000): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) if (check()) return true
+  return check()
 }

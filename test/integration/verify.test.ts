@@ -3,7 +3,7 @@ import { suite } from 'uvu'
 import * as assert from 'uvu/assert'
 import { join } from 'node:path'
 import { writeFileSync, chmodSync, mkdirSync } from 'node:fs'
-import { closedPort, workspace, variant, runAction, GANETI_PATH, type Workspace } from './harness.js'
+import { closedPort, workspace, variant, runAction, runVerify, type Workspace } from './harness.js'
 import { startHttpServer, type TestServer } from '../support/http-server.js'
 import { startProxy, type TestProxy } from '../support/proxy.js'
 
@@ -26,12 +26,7 @@ test.after(async () => {
   ws.cleanup()
 })
 
-/** The environment Ganeti 3.0 gives verify: nothing about the instance or its disks. */
-const verify = (osp: Record<string, string>, os_variant = 'default') => {
-  const env: Record<string, string> = { PATH: GANETI_PATH, OS_API_VERSION: '20', OS_NAME: 'simpleimage', OS_VARIANT: os_variant, DEBUG_LEVEL: '0', SIMPLEIMAGE_CONFIG_DIR: ws.configDir }
-  for (const [k, v] of Object.entries(osp)) env[`OSP_${k.toUpperCase()}`] = v
-  return runAction(ws, 'verify', env)
-}
+const verify = (osp: Record<string, string>, osVariant = 'default') => runVerify(ws, osp, osVariant)
 
 test('a readable local image and a known type pass', async () => {
   for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'raw+zst', 'qcow2', 'auto']) {

@@ -7,6 +7,15 @@
 //   /auth/F        Basic auth u / p@ss required (401 otherwise)
 //   /needheader/F  header "X-Token: t0k" required (403 otherwise)
 //   /status/NNN    status NNN with an empty body
+//   /short/F       full Content-Length, only the first 64 KiB of the body, then the socket is destroyed
+//   /stall/F       headers and the first 64 KiB, then nothing more (the connection stays open)
+//   /norange/F     Range ignored: always the whole file with 200
+//   /html/F        the file served as Content-Type text/html
+//   /gzipped/F     the file gzipped on the fly, with Content-Encoding: gzip (Accept-Encoding ignored)
+//   /empty/F       200 with an empty body (Content-Length: 0)
+//   /authredirect/F  302 to /auth/F with the credentials u / p@ss in the Location's URL
+//   /stallget/F    HEAD answered with 405, Range ignored, and the body stalls after 64 KiB
+//   /to/URL        302 to the rest of the path, taken as a URL (%-escapes decoded): /to/file:///etc/passwd
 // Files are streamed, never read whole: test images can be hundreds of MiB.
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as http from 'node:http';
@@ -14,12 +23,15 @@ import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
 
 export interface RecordedRequest {
   method: string;
   /** request target as received (special prefix and query included) */
   path: string;
   headers: Record<string, string | string[] | undefined>;
+  /** whether the whole answer was sent (false: the client went away, or we cut it off) */
+  completed: boolean;
 }
 
 export interface TestServer {
@@ -33,7 +45,7 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-const PREFIXES = ['nohead', 'redirect', 'truncate', 'slow', 'hang', 'auth', 'needheader', 'status'] as const;
+const PREFIXES = ['nohead', 'redirect', 'truncate', 'slow', 'hang', 'auth', 'needheader', 'status', 'short', 'stall', 'norange', 'html', 'gzipped', 'empty', 'to', 'authredirect', 'stallget'] as const;
 type Mode = (typeof PREFIXES)[number] | 'plain';
 
 /** Split "/slow/a/b.img?x" into mode "slow" and file path "/a/b.img". */
@@ -60,6 +72,17 @@ function flushWrite(res: http.ServerResponse, chunk: Buffer): Promise<void> {
   return new Promise((resolve, reject) => res.write(chunk, (err) => (err ? reject(err) : resolve())));
 }
 
+async function readPart(file: string, start: number, length: number): Promise<Buffer> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    const buf = Buffer.alloc(length);
+    const { bytesRead } = await fh.read(buf, 0, length, start);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function readPem(v: string): Promise<string> {
@@ -75,7 +98,9 @@ export async function startHttpServer(opts: { root: string; tls?: { key: string;
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
     const target = req.url ?? '/';
-    requests.push({ method, path: target, headers: { ...req.headers } });
+    const record: RecordedRequest = { method, path: target, headers: { ...req.headers }, completed: false };
+    requests.push(record);
+    res.once('finish', () => (record.completed = true));
     const { mode, file } = splitTarget(target);
     const fail = (code: number, hdrs: http.OutgoingHttpHeaders = {}) => {
       res.writeHead(code, { 'Content-Length': 0, ...hdrs });
@@ -88,8 +113,11 @@ export async function startHttpServer(opts: { root: string; tls?: { key: string;
       return Number.isInteger(code) && code >= 200 && code <= 599 ? fail(code) : fail(400);
     }
     if (mode === 'redirect') return fail(302, { Location: file });
+    if (mode === 'to') return fail(302, { Location: file.slice(1) });
+    if (mode === 'authredirect') return fail(302, { Location: `${origin.replace('://', '://u:p%40ss@')}/auth${file}` });
+    if (mode === 'empty') return fail(200, { 'Content-Type': 'application/octet-stream' });
     if (method !== 'GET' && method !== 'HEAD') return fail(405, { Allow: 'GET, HEAD' });
-    if (mode === 'nohead' && method === 'HEAD') return fail(405, { Allow: 'GET' });
+    if ((mode === 'nohead' || mode === 'stallget') && method === 'HEAD') return fail(405, { Allow: 'GET' });
     if (mode === 'auth') {
       const want = 'Basic ' + Buffer.from('u:p@ss').toString('base64');
       if (req.headers.authorization !== want) return fail(401, { 'WWW-Authenticate': 'Basic realm="test"' });
@@ -101,12 +129,18 @@ export async function startHttpServer(opts: { root: string; tls?: { key: string;
     const st = await fsp.stat(abs).catch(() => null);
     if (!st?.isFile()) return fail(404);
 
-    const range = parseRange(req.headers.range, st.size);
+    if (mode === 'gzipped') {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Encoding': 'gzip' });
+      if (method === 'HEAD') return void res.end();
+      await pipeline(createReadStream(abs), createGzip(), res).catch(() => { /* client went away */ });
+      return;
+    }
+    const range = mode === 'norange' || mode === 'stallget' ? null : parseRange(req.headers.range, st.size);
     if (range === 'bad') return fail(416, { 'Content-Range': `bytes */${st.size}` });
     const { start, end } = range ?? { start: 0, end: st.size - 1 };
     const length = end - start + 1;
     res.writeHead(range ? 206 : 200, {
-      'Content-Type': 'application/octet-stream',
+      'Content-Type': mode === 'html' ? 'text/html; charset=utf-8' : 'application/octet-stream',
       'Content-Length': length,
       'Accept-Ranges': 'bytes',
       'Last-Modified': st.mtime.toUTCString(),
@@ -114,6 +148,11 @@ export async function startHttpServer(opts: { root: string; tls?: { key: string;
     });
     if (method === 'HEAD' || length === 0) return void res.end();
 
+    if (mode === 'short' || mode === 'stall' || mode === 'stallget') {
+      await flushWrite(res, await readPart(abs, start, Math.min(length, 64 * 1024))).catch(() => undefined);
+      if (mode === 'short') res.socket?.destroy(); // else: stalls until the client or close() ends it
+      return;
+    }
     if (mode !== 'truncate' && mode !== 'slow') {
       await pipeline(createReadStream(abs, { start, end }), res).catch(() => { /* client went away */ });
       return;

@@ -35,18 +35,18 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 /** Start tinyproxy with its config and log file in `dir` (created if missing). */
-export async function startProxy(dir: string): Promise<TestProxy> {
+export async function startProxy(dir: string, extra: string[] = []): Promise<TestProxy> {
   await fsp.mkdir(dir, { recursive: true });
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startOnce(dir, await freePort());
+      return await startOnce(dir, await freePort(), extra);
     } catch (err) {
       if (attempt >= 3) throw err;
     }
   }
 }
 
-async function startOnce(dir: string, port: number): Promise<TestProxy> {
+async function startOnce(dir: string, port: number, extra: string[]): Promise<TestProxy> {
   const conf = path.join(dir, 'tinyproxy.conf');
   const logFile = path.join(dir, 'tinyproxy.log');
   await fsp.writeFile(logFile, ''); // so log() works even before tinyproxy writes anything
@@ -62,6 +62,7 @@ async function startOnce(dir: string, port: number): Promise<TestProxy> {
     'MaxClients 50',
     'Allow 127.0.0.1',
     'DisableViaHeader Yes',
+    ...extra, // e.g. 'ConnectPort 443': CONNECT to any other port is answered with 403
   ].join('\n') + '\n');
 
   const child = spawn('tinyproxy', ['-d', '-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });

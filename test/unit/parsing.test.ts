@@ -7,17 +7,8 @@ import { Failure } from '../../lib/errors.js'
 import { redact } from '../../lib/log.js'
 import { deviceNumbers } from '../../lib/target.js'
 import { parseQcow2Header } from '../../lib/qcow2.js'
+import { failsWith } from '../support/fails.js'
 
-const failsWith = (fn: () => unknown, pattern: RegExp) => {
-  try {
-    fn()
-  } catch (err) {
-    assert.instance(err, Failure)
-    assert.match((err as Error).message, pattern)
-    return
-  }
-  assert.unreachable(`expected a failure matching ${pattern}`)
-}
 
 test('Ganeti environment: OSP_* become lower-case parameters, variant defaults to "default"', () => {
   const g = readGanetiEnv({ OSP_IMAGE: '/x.img', OSP_IMAGE_TYPE: 'raw', OS_VARIANT: '', DEBUG_LEVEL: '1', INSTANCE_REINSTALL: '1', INSTANCE_NAME: 'a.b' })
