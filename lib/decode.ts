@@ -2,15 +2,16 @@
 // Node's zlib; bzip2, xz and zstd by their command-line tools (the parallel ones where
 // installed), reading the file directly and handing us their output through a pipe,
 // so that memory stays bounded by the pipe and our two write buffers.
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { closeSync, createReadStream, existsSync } from 'node:fs'
 import { Socket } from 'node:net'
-import type { Readable } from 'node:stream'
+import { pipeline, type Readable } from 'node:stream'
+import { finished as streamEnded } from 'node:stream/promises'
 import { open } from 'node:fs/promises'
 import { createGunzip } from 'node:zlib'
 import { $ } from 'zx/core'
-import { Failure } from './errors.js'
-import { track } from './cleanup.js'
+import { Failure, ImageError } from './errors.js'
+import { spawnChild } from './child.js'
 import { chunkSource, type ByteSource } from './write.js'
 import { debug } from './log.js'
 import { openPipe } from './pipe-size.js'
@@ -31,7 +32,13 @@ export interface Decoded {
 // (134 MiB, of 150) for 2.2-2.3 s instead of 2.7-3.3 s with 128 KiB
 const GZIP_CHUNK = 1 << 20
 const GZIP_STREAM_CHUNK = 512 << 10
-const CORRUPT_HINT = 'the image file is corrupt or truncated: download or copy it again, and check image_type'
+export const CORRUPT_HINT = 'the image file is corrupt or truncated: download or copy it again, and check image_type'
+
+/** A decompressor's own last words: zstd's -v banner ("*** Zstandard CLI ...") and blank
+ *  lines are not the cause. */
+export function lastMessage(text: string): string | undefined {
+  return text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('***')).pop()
+}
 
 function findTool(names: string[]): string {
   for (const name of names) {
@@ -54,7 +61,7 @@ export async function decodedSize(path: string, codec: Codec, fileSize: number):
   if (codec === 'raw') return fileSize
   if (codec === 'xz') {
     const out = await $`xz --robot --list ${path}`.quiet().nothrow()
-    if (out.exitCode !== 0) throw new Failure(`xz cannot read the image (${out.stderr.trim().split('\n').pop()})`, CORRUPT_HINT)
+    if (out.exitCode !== 0) throw new ImageError(`xz cannot read the image (${lastMessage(out.stderr) ?? `exit ${out.exitCode}`})`, CORRUPT_HINT)
     const totals = out.stdout.split('\n').find((l) => l.startsWith('totals\t'))
     const size = totals ? Number(totals.split('\t')[4]) : NaN
     return Number.isFinite(size) ? size : undefined
@@ -62,7 +69,8 @@ export async function decodedSize(path: string, codec: Codec, fileSize: number):
   if (codec === 'zstd') {
     // recorded in the frame header when zstd compressed a file (not a pipe)
     const out = await $`zstd -lv ${path}`.quiet().nothrow()
-    if (out.exitCode !== 0) throw new Failure(`zstd cannot read the image (${out.stderr.trim().split('\n').pop()})`, CORRUPT_HINT)
+    // zstd says some errors on stdout ("not compressed by zstd"), others on stderr
+    if (out.exitCode !== 0) throw new ImageError(`zstd cannot read the image (${lastMessage(out.stderr) ?? lastMessage(out.stdout) ?? `exit ${out.exitCode}`})`, CORRUPT_HINT)
     const m = /Decompressed Size:.*\((\d+) B\)/.exec(out.stdout)
     return m ? Number(m[1]) : undefined
   }
@@ -94,27 +102,24 @@ export async function decode(path: string, codec: Exclude<Codec, 'qcow2'>): Prom
 
 function gunzipFrom(input: Readable, chunkSize: number): Decoded {
   const gunzip = createGunzip({ chunkSize })
-  // not stream.pipeline(): it reports success once zlib has taken all input, before a
-  // truncated stream's error appears at the end of its output
+  // the verdict is zlib's end or error, not pipeline()'s: that reports success once zlib
+  // has taken all input, before a truncated stream's error appears at the end of its
+  // output. pipeline() passes a failed (or already failed) download on to zlib, and stops
+  // the input when zlib ends before it (trailing data)
   const finished = new Promise<void>((resolve, reject) => {
-    const fail = (err: Error) => reject(new Failure(`gzip decoding failed (${err.message})`, CORRUPT_HINT))
-    // pipe() does not pass errors on: without this a failed download leaves zlib waiting
-    input.once('error', (err) => gunzip.destroy(err))
-    gunzip.once('error', fail)
+    gunzip.once('error', (err) => reject(new ImageError(`gzip decoding failed (${err.message})`, CORRUPT_HINT)))
     gunzip.once('end', resolve)
   })
   finished.catch(() => undefined)
-  input.pipe(gunzip)
+  pipeline(input, gunzip, () => undefined)
   return { source: chunkSource(gunzip), finished, stop: () => { input.destroy(); gunzip.destroy(new Error('stopped')) } }
 }
 
 /** Decodes an image arriving as a stream (a download in progress). */
 export function decodeStream(input: Readable, codec: Exclude<Codec, 'qcow2'>): Decoded {
   if (codec === 'raw') {
-    const finished = new Promise<void>((resolve, reject) => {
-      input.once('end', resolve)
-      input.once('error', reject)
-    })
+    // also settles for a stream that failed before we got it
+    const finished = streamEnded(input, { writable: false })
     finished.catch(() => undefined)
     return { source: chunkSource(input), finished, stop: () => input.destroy(new Error('stopped')) }
   }
@@ -145,22 +150,24 @@ export interface Decompressor {
 /** Starts the decompressor for `codec` on `input` (a file descriptor, or a stream fed
  *  through its stdin). Its output goes to a pipe to us, or to `output`, a descriptor of
  *  disk 0 itself. Its messages are passed on to our log; the last one names the cause. */
-export function startDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number | Readable, output: 'pipe' | number, what: string, extraArgs: string[] = []): Decompressor {
+export function startDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number | Readable, output: 'pipe' | number, what: string, extraArgs: string[] = [], extraFds: number[] = []): Decompressor {
   const [tool, ...args] = [...decompressorFor(codec), ...extraArgs]
   debug(`running ${tool} ${args.join(' ')} < ${what}${output === 'pipe' ? '' : ' > disk 0'}`)
   const pipe = output === 'pipe' ? openPipe() : undefined
   let child: ChildProcess
   try {
-    child = track(spawn(tool, args, { stdio: [typeof input === 'number' ? input : 'pipe', pipe?.writeFd ?? output, 'pipe'] }))
+    child = spawnChild(tool, args, { stdio: [typeof input === 'number' ? input : 'pipe', pipe?.writeFd ?? output, 'pipe'], extraFds })
   } finally {
     if (pipe) closeSync(pipe.writeFd) // the child has its own: its exit ends our reading
   }
   const stdout = pipe ? new Socket({ fd: pipe.readFd, readable: true, writable: false }) : child.stdout ?? undefined
   if (typeof input !== 'number') {
-    // a failed download must fail the decoder too, not look like a short image
-    input.once('error', () => child.kill('SIGTERM'))
-    child.stdin!.on('error', () => undefined) // EPIPE when the decompressor quits early: its exit says why
-    input.pipe(child.stdin!)
+    // A failed download (even one that failed before we got it) must fail the decoder
+    // too, not look like a short image. EPIPE means the decompressor quit reading, done
+    // or failed (its exit says which); pipeline() then stops the download.
+    pipeline(input, child.stdin!, (err) => {
+      if (err && (err as NodeJS.ErrnoException).code !== 'EPIPE') child.kill('SIGTERM')
+    })
   }
   const errText: string[] = []
   child.stderr!.on('data', (b: Buffer) => {
@@ -172,10 +179,11 @@ export function startDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number 
     child.once('error', (err) => reject(new Failure(`${tool} could not be started (${err.message})`, `install it (apt-get install ${{ xz: 'xz-utils', bzip2: 'bzip2', zstd: 'zstd' }[codec]})`)))
     child.once('close', (code, signal) => {
       if (code === 0) return resolve()
-      const last = errText.join('').trim().split('\n').pop() || (signal ? `killed by ${signal}` : `exit ${code}`)
+      const last = lastMessage(errText.join('')) ?? (signal ? `killed by ${signal}` : `exit ${code}`)
       // writing disk 0 itself, its write errors are the disk's, not the image's
       if (output !== 'pipe' && /write error|seek/i.test(last)) reject(new Failure(`${name} could not write disk 0 (${last})`, 'check the disk and the free space of the node\'s file storage'))
-      else reject(new Failure(`${name} failed to decompress the image (${last})`, CORRUPT_HINT))
+      else if (signal) reject(new Failure(`${name} was stopped (${signal})`, 'see the messages above'))
+      else reject(new ImageError(`${name} failed to decompress the image (${last})`, CORRUPT_HINT))
     })
   })
   finished.catch(() => undefined)

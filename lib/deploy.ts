@@ -1,5 +1,5 @@
 // Puts an image file onto disk 0 in one streaming pass, after checking that it fits.
-import { Failure } from './errors.js'
+import { Failure, ImageError } from './errors.js'
 import type { Readable } from 'node:stream'
 import { decode, decodedSize, decodeStream, type Decoded } from './decode.js'
 import { canDecompressOnto, decompressOntoFile } from './direct.js'
@@ -9,9 +9,13 @@ import { Progress, syncDisk, tooLarge, writeStream, type WriteResult } from './w
 import { formatBytes, info } from './log.js'
 import type { Codec } from './params.js'
 
+const EMPTY_HINT = 'an empty image would leave disk 0 as it was: check the image file or URL'
+
 export async function writeImage(path: string, fileSize: number, codec: Codec, target: TargetDisk): Promise<WriteResult> {
+  if (fileSize === 0) throw new ImageError('the image is empty (0 bytes)', EMPTY_HINT)
   if (codec === 'qcow2') {
     const size = await inspectQcow2(path)
+    if (size === 0) throw new ImageError('the qcow2 image has a virtual size of 0 bytes', EMPTY_HINT)
     if (size > target.size) throw tooLarge(target, size, true)
     info(`qcow2 image: ${formatBytes(size)} virtual size`)
     await zeroCheaply(target, size)
@@ -22,6 +26,7 @@ export async function writeImage(path: string, fileSize: number, codec: Codec, t
     return progress.done(size)
   }
   const size = await decodedSize(path, codec, fileSize)
+  if (size === 0) throw new ImageError('the image decompresses to 0 bytes', EMPTY_HINT)
   if (size !== undefined) checkFits(size, target)
   if (size !== undefined && canDecompressOnto(codec, target)) return decompressOntoFile(path, codec, size, target)
   return writeDecoded(() => decode(path, codec), size, target)
@@ -48,8 +53,9 @@ async function writeDecoded(open: () => Promise<Decoded>, size: number | undefin
   try {
     const result = await writeStream(decoded.source, target, fh, size)
     await decoded.finished
+    if (result.bytes === 0) throw new ImageError('the image holds no data (0 bytes after decoding)', EMPTY_HINT)
     if (size !== undefined && result.bytes !== size) {
-      throw new Failure(`the image gave ${result.bytes} bytes where ${size} were expected`, 'the image file is corrupt or truncated: download or copy it again')
+      throw new ImageError(`the image gave ${result.bytes} bytes where ${size} were expected`, 'the image file is corrupt or truncated: download or copy it again')
     }
     return result
   } catch (err) {

@@ -51,7 +51,7 @@ export async function decompressOntoFile(path: string, codec: 'xz' | 'zstd', siz
     info(`${codec} writes the image into the disk file itself${codec === 'xz' ? ' (emptied first)' : ''}, skipping its zero blocks`)
     const progress = new Progress(size)
     const writeback = new Writeback(fh, target)
-    const decompressor = startDecompressor(codec, input.fd, fh.fd, path, extra)
+    const decompressor = startDecompressor(codec, input.fd, fh.fd, path, extra, target.lockFd !== undefined ? [target.lockFd] : [])
     // a failed early flush is reported by writeback.finish(), once the decompressor is done
     const timer = setInterval(() => void offsetOf(fh.fd).then((at) => {
       if (at === undefined) return

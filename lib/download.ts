@@ -1,42 +1,43 @@
 // Fetches an image URL into a (temporary) cache file, with curl's --retry and
 // --limit-rate, checking the length against Content-Length; optionally handing every
 // byte to a consumer as well, which writes disk 0 from the download as it arrives.
-import { once } from 'node:events'
 import type { FileHandle } from 'node:fs/promises'
 import { PassThrough, type Readable } from 'node:stream'
 import { Failure } from './errors.js'
-import { cacheWriteFailure, failedWith } from './cache.js'
-import { networkFailure, httpFailure, request, withRetries, type AgentFor, type Endpoint } from './http.js'
+import { cacheWriteFailure, failedWith, type DownloadOutcome } from './cache.js'
+import { request, type AgentFor, type Endpoint } from './http.js'
+import { checkImageHeaders, networkFailure, httpFailure, withRetries } from './http-failure.js'
 import { formatBytes, info, redact } from './log.js'
 
 type Consumer = (body: Readable, length: number | undefined) => Promise<void>
 
 const BATCH = 1 << 20
 
-export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint, agentFor: AgentFor, consumer?: Consumer): Promise<void> {
-  await withRetries(endpoint.opts.retries, `downloading ${redact(url.href)}`, async () => {
+export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint, agentFor: AgentFor, consumer?: Consumer): Promise<DownloadOutcome> {
+  return withRetries(endpoint.opts.retries, `downloading ${redact(url.href)}`, async () => {
     await fh.truncate(0)
     let tap: Tap | undefined
     const exchange = await request(url, endpoint, agentFor, { method: 'GET' }).catch((err) => {
-      throw networkFailure(url, err)
+      throw networkFailure(url, err, endpoint)
     })
     try {
       const { response } = exchange
-      if (!response.ok) throw httpFailure(url, response.status, response.statusText)
-      const lengthHeader = response.headers.get('content-length')
-      const length = lengthHeader !== null && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined
+      if (!response.ok) throw httpFailure(url, response.status, response.statusText, endpoint)
+      const length = checkImageHeaders(url, response.headers)
       info(`downloading ${redact(url.href)}${length !== undefined ? ` (${formatBytes(length)})` : ''}`)
       const start = Date.now()
       let lastReport = start
       let written = 0
       let pending: Buffer[] = []
       let pendingBytes = 0
+      let stopped = false
       tap = consumer ? startConsumer(consumer, length) : undefined
       // the batch goes to the cache in one writev and to the consumer chunk by chunk:
       // concatenating it first would cost a copy and 1 MiB more memory per batch
       const flush = async () => {
         if (pendingBytes === 0) return
-        await Promise.all([writeCache(fh, pending, pendingBytes, written), tap?.push(pending)])
+        const [, wanted] = await Promise.all([writeCache(fh, pending, pendingBytes, written), tap?.push(pending)])
+        if (wanted === false) stopped = true
         written += pendingBytes
         pending = []
         pendingBytes = 0
@@ -45,6 +46,7 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
         pending.push(chunk)
         pendingBytes += chunk.length
         if (pendingBytes >= BATCH) await flush()
+        if (stopped) break // closes the connection
         const rate = endpoint.opts.limitRate
         if (rate) {
           const ahead = ((written + pendingBytes) / rate) * 1000 - (Date.now() - start)
@@ -56,23 +58,30 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
           info(`downloaded ${formatBytes(written + pendingBytes)}${pct}`)
         }
       }
-      await flush()
+      if (!stopped) await flush()
+      if (stopped && written !== length) {
+        // the decoder is done: what follows in the download is not part of the image
+        await tap!.end()
+        info(`the image ended after ${formatBytes(written)}${length !== undefined ? ` of the ${formatBytes(length)}` : ''} downloaded: the rest is not part of it, so the download was stopped and is not cached`)
+        return 'partial'
+      }
+      if (written === 0) throw new Failure(`the server sent an empty body for ${redact(url.href)}`, 'check the URL: an empty image installs nothing')
       if (length !== undefined && written !== length) {
         throw new Failure(`the download of ${redact(url.href)} ended after ${written} of ${length} bytes`, 'the server or the network cut it off: try again, or check the server')
       }
       const secs = Math.max((Date.now() - start) / 1000, 0.001)
       info(`downloaded ${formatBytes(written)} in ${secs.toFixed(1)} s (${(written / secs / 1e6).toFixed(1)} MB/s)`)
       await tap?.end()
+      return tap ? 'streamed' : 'complete'
     } catch (err) {
       if (err instanceof ConsumerError) throw err.cause
-      throw networkFailure(url, err)
+      throw networkFailure(url, err, endpoint)
     } finally {
       exchange.done()
       await tap?.abort()
     }
   })
 }
-
 
 /** Writes a batch at position. libuv itself continues a partial writev, so a short count
  *  means the filesystem filled up. */
@@ -91,28 +100,57 @@ class ConsumerError extends Error {
 }
 
 interface Tap {
-  push(bufs: Buffer[]): Promise<void>
+  /** Hands a batch to the consumer; false once it needs no more (it has the whole image). */
+  push(bufs: Buffer[]): Promise<boolean>
   end(): Promise<void>
   abort(): Promise<void>
 }
 
 function startConsumer(consumer: Consumer, length: number | undefined): Tap {
   const stream = new PassThrough({ highWaterMark: 4 << 20 })
+  // A failed download destroys the stream, and so does a decoder that stops reading: both
+  // are reported through the promises (download, consumer), never as an 'error' event
+  // that nobody listens to yet (the consumer may still be preparing disk 0)
+  stream.on('error', () => undefined)
   let failed: ConsumerError | undefined
-  const done = consumer(stream, length).catch((err: unknown) => {
-    failed = new ConsumerError(err)
-    stream.destroy()
-  })
+  let settled = false
+  const done = consumer(stream, length).then(
+    () => {
+      settled = true
+      stream.destroy() // its end: nothing waits for 'drain' any more
+    },
+    (err: unknown) => {
+      settled = true
+      failed = new ConsumerError(err)
+      stream.destroy()
+    },
+  )
   const check = () => {
     if (failed) throw failed
   }
+  const wanted = async () => {
+    if (!settled && !stream.destroyed) return true
+    await done // the decoder has stopped reading: wait for its verdict
+    check()
+    return false
+  }
   return {
     async push(bufs) {
-      check()
+      if (!(await wanted())) return false
       for (const buf of bufs) stream.write(buf)
-      // bounded memory: wait while the consumer is behind, unless it has given up
-      if (stream.writableNeedDrain) await Promise.race([once(stream, 'drain'), done])
-      check()
+      // bounded memory: wait while the consumer is behind, unless it has stopped
+      if (stream.writableNeedDrain && !stream.destroyed) {
+        await new Promise<void>((resolve) => {
+          const go = () => {
+            stream.off('drain', go)
+            stream.off('close', go)
+            resolve()
+          }
+          stream.on('drain', go)
+          stream.on('close', go)
+        })
+      }
+      return wanted()
     },
     async end() {
       stream.end()

@@ -11,6 +11,15 @@ export class Failure extends Error {
   }
 }
 
+/** The image's own bytes are bad (corrupt, truncated, empty, not the format it claims): a
+ *  cache entry they came from must not be used again (scripts/create.ts). */
+export class ImageError extends Failure {
+  constructor(what: string, hint: string) {
+    super(what, hint)
+    this.name = 'ImageError'
+  }
+}
+
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message
   return String(err)

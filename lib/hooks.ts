@@ -2,12 +2,13 @@
 // and orders them: executable regular files whose names consist of ASCII letters, digits,
 // underscores and hyphens, in C-locale lexical order. Unlike the original provider, every
 // file that is passed over is named in the log.
-import { spawn } from 'node:child_process'
 import { constants } from 'node:fs'
 import { access, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Failure } from './errors.js'
-import { track } from './cleanup.js'
+import { stopGroup } from './cleanup.js'
+import { spawnChild } from './child.js'
+import { requireTrusted } from './trust.js'
 import { info } from './log.js'
 
 export const RUN_PARTS_NAME = /^[A-Za-z0-9_-]+$/
@@ -52,26 +53,45 @@ async function listHooks(dir: string): Promise<HookCandidate[] | null> {
   )
 }
 
-/** Runs the hooks in dir; `device` gives TARGET_DISK_DEVICE, asked only if a hook will run. */
-export async function runHooks(dir: string, env: NodeJS.ProcessEnv, device: () => Promise<string>): Promise<number> {
+export interface HookPlan {
+  dir: string
+  run: string[]
+}
+
+/** Chooses the hooks to run and checks that nobody but root could have written them (or
+ *  their directory): done before disk 0 is written, so a refused hook costs no install. */
+export async function planHooks(dir: string): Promise<HookPlan> {
   const candidates = await listHooks(dir)
   if (candidates === null) {
     info(`no hooks directory ${dir}: no hooks to run`)
-    return 0
+    return { dir, run: [] }
   }
   const { run, skipped } = selectHooks(candidates)
   for (const s of skipped) info(`hook ${s.name} skipped: ${s.why}`)
+  if (run.length > 0) await requireTrusted(dir, `the hooks directory ${dir}`, 'dir')
+  for (const name of run) await requireTrusted(join(dir, name), `hook ${name}`, 'file')
+  return { dir, run }
+}
+
+/** Runs the planned hooks; `device` gives TARGET_DISK_DEVICE, asked only if a hook will run.
+ *  Each runs in a process group of its own, and what it leaves running is stopped. */
+export async function runHooks(plan: HookPlan, env: NodeJS.ProcessEnv, device: () => Promise<string>): Promise<number> {
+  const { dir, run } = plan
   if (run.length === 0) return 0
   const hookEnv = { ...env, TARGET_DISK_DEVICE: await device() }
   for (const name of run) {
     const path = join(dir, name)
     info(`running hook ${name}`)
     const start = Date.now()
-    const child = track(spawn(path, [], { env: hookEnv, stdio: ['ignore', 'inherit', 'inherit'] }))
+    const child = spawnChild(path, [], { env: hookEnv, stdio: ['ignore', 'inherit', 'inherit'], group: true })
     const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       child.once('error', (err) => reject(new Failure(`hook ${name} could not be started (${err.message})`, `check its #! line and permissions in ${dir}`)))
       child.once('close', (code, signal) => resolve({ code, signal }))
     })
+    if (await stopGroup(child)) info(`hook ${name} left processes running: stopped them`)
+    if (code === 126 || code === 127) {
+      throw new Failure(`hook ${name} could not be started (exit code ${code})`, `check its #! line and permissions in ${dir}`)
+    }
     if (code !== 0) {
       throw new Failure(`hook ${name} failed (${signal ? `killed by ${signal}` : `exit code ${code}`})`, `see its output above and fix ${path}`)
     }

@@ -1,15 +1,19 @@
 // HTTP(S) for image downloads and for verify's reachability check: node-fetch with our
-// agents (PROXY for http and https, TLS verified unless -k, curl's timeouts and retries).
+// agents (PROXY for http and https, TLS verified unless -k, curl's timeouts), following
+// redirects ourselves so that each one is checked (http and https only; credentials in
+// a Location are used, as curl does, and never logged; ours go only to the same origin).
 import http from 'node:http'
 import https from 'node:https'
+import tls from 'node:tls'
 import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import fetch, { type Response } from 'node-fetch'
 import { HttpProxyAgent } from 'http-proxy-agent'
 import { HttpsProxyAgent } from 'https-proxy-agent'
-import { Failure, errorMessage } from './errors.js'
+import { Failure } from './errors.js'
+import { credentialsOf } from './params.js'
 import type { HttpOptions } from './curl-opts.js'
-import { debug, info, redact } from './log.js'
+import { debug, redact } from './log.js'
 
 export interface Endpoint {
   proxy?: string
@@ -17,7 +21,8 @@ export interface Endpoint {
 }
 
 const USER_AGENT = 'ganeti-instance-simpleimage'
-const HINT = 'check the image URL, the network and PROXY/CUSTOM_CURL_OPTS in the variant config'
+const MAX_REDIRECTS = 20
+const REDIRECTS = new Set([301, 302, 303, 307, 308])
 
 async function loadCa(opts: HttpOptions): Promise<string[] | undefined> {
   const pems: string[] = []
@@ -32,21 +37,38 @@ async function loadCa(opts: HttpOptions): Promise<string[] | undefined> {
   return pems.length > 0 ? pems : undefined
 }
 
+/** The proxy's answer to CONNECT was not 200: it refused the tunnel (lib/http-failure.ts). */
+export class ProxyRefusal extends Error {
+  readonly code = 'EPROXYREFUSED'
+  constructor(readonly status: number, readonly statusText: string) {
+    super(`the proxy answered CONNECT with ${status} ${statusText}`)
+  }
+}
+
 // https-proxy-agent builds the TLS connection to the target from the request's options
-// only, so the CA and the verify switch are added there.
+// only, so the CA and the verify switch are added there. When the proxy refuses the
+// tunnel, it would hand the proxy's answer over as if the image server had sent it: that
+// is made an error that names the proxy instead.
 class TlsHttpsProxyAgent extends HttpsProxyAgent<string> {
   constructor(proxy: string, private readonly tlsOptions: https.AgentOptions) {
     super(proxy)
   }
-  override connect(req: http.ClientRequest, opts: Parameters<HttpsProxyAgent<string>['connect']>[1]) {
-    return super.connect(req, { ...opts, ...this.tlsOptions } as typeof opts)
+  override async connect(req: http.ClientRequest, opts: Parameters<HttpsProxyAgent<string>['connect']>[1]) {
+    let answer: { statusCode: number; statusText: string } | undefined
+    req.once('proxyConnect', (connect: { statusCode: number; statusText: string }) => (answer = connect))
+    const socket = await super.connect(req, { ...opts, ...this.tlsOptions } as typeof opts)
+    if (answer && answer.statusCode !== 200 && !(socket instanceof tls.TLSSocket)) {
+      socket.destroy()
+      throw new ProxyRefusal(answer.statusCode, answer.statusText)
+    }
+    return socket
   }
 }
 
 export type AgentFor = (url: URL) => http.Agent
 
 export async function makeAgents(endpoint: Endpoint): Promise<AgentFor> {
-  const tls: https.AgentOptions = { rejectUnauthorized: !endpoint.opts.insecure, ca: await loadCa(endpoint.opts) }
+  const tlsOptions: https.AgentOptions = { rejectUnauthorized: !endpoint.opts.insecure, ca: await loadCa(endpoint.opts) }
   if (endpoint.proxy) {
     let proxyUrl: URL
     try {
@@ -55,38 +77,23 @@ export async function makeAgents(endpoint: Endpoint): Promise<AgentFor> {
       throw new Failure(`PROXY '${redact(endpoint.proxy)}' is not a URL`, 'set PROXY=http://host:port in the variant config')
     }
     if (proxyUrl.protocol !== 'http:' && proxyUrl.protocol !== 'https:') throw new Failure(`PROXY '${redact(endpoint.proxy)}' is not an http:// proxy URL`, 'set PROXY=http://host:port in the variant config')
+    credentialsOf(proxyUrl, 'PROXY') // the agents decode them for every request
     const viaHttp = new HttpProxyAgent(endpoint.proxy)
-    const viaHttps = new TlsHttpsProxyAgent(endpoint.proxy, tls)
+    const viaHttps = new TlsHttpsProxyAgent(endpoint.proxy, tlsOptions)
     // chosen per request, so that a redirect from http to https keeps using the proxy
     return (url) => (url.protocol === 'http:' ? viaHttp : viaHttps)
   }
   const plain = new http.Agent()
-  const secure = new https.Agent(tls)
+  const secure = new https.Agent(tlsOptions)
   return (url) => (url.protocol === 'http:' ? plain : secure)
 }
 
-/** Moves user:password out of the URL (node-fetch refuses them) into Basic authentication. */
-function splitCredentials(url: URL, opts: HttpOptions): { url: URL; auth?: string } {
-  const clean = new URL(url.href)
-  let user = opts.user
-  if (url.username || url.password) {
-    user = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`
-    clean.username = ''
-    clean.password = ''
-  }
-  return { url: clean, auth: user ? 'Basic ' + Buffer.from(user).toString('base64') : undefined }
+/** Closes an answer whose body we do not want (its connection goes with it). */
+export function discardBody(response: Response): void {
+  ;(response.body as unknown as { destroy?: () => void } | null)?.destroy?.()
 }
 
-export function describeNetworkError(err: unknown, url: URL): string {
-  const e = err as { code?: string; name?: string; message?: string; cause?: { code?: string } }
-  const code = e.code ?? e.cause?.code ?? ''
-  const where = `${url.hostname}:${url.port || (url.protocol === 'https:' ? 443 : 80)}`
-  if (code === 'ECONNREFUSED') return `the connection to ${where} was refused`
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `the host ${url.hostname} was not found`
-  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) return `the TLS certificate of ${where} is not trusted (${code}); give its CA with --cacert in CUSTOM_CURL_OPTS`
-  if (e.name === 'AbortError') return `the request to ${where} timed out`
-  return `the request to ${where} failed (${code || errorMessage(err)})`
-}
+const basic = (user: string) => 'Basic ' + Buffer.from(user).toString('base64')
 
 export interface Exchange {
   response: Response
@@ -94,12 +101,25 @@ export interface Exchange {
   done(): void
 }
 
-/** One HTTP request with curl's --connect-timeout (until the answer's headers) and --max-time. */
+/** The next URL of a redirect, or a Failure saying why it is not followed. */
+export function redirectTarget(from: URL, location: string | null, hops: number): URL {
+  if (!location) throw new Failure(`${redact(from.href)} answered with a redirect that names no Location`, 'check the image URL and the server')
+  if (hops >= MAX_REDIRECTS) throw new Failure(`${redact(from.href)} redirected more than ${MAX_REDIRECTS} times`, 'check the image URL and the server (a redirect loop?)')
+  let next: URL
+  try {
+    next = new URL(location, from)
+  } catch {
+    throw new Failure(`${redact(from.href)} redirected to '${redact(location)}', which is not a URL`, 'check the image URL and the server')
+  }
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+    throw new Failure(`${redact(from.href)} redirected to a ${next.protocol} URL (${redact(next.href)}), which is refused`, 'only http:// and https:// redirects are followed: check the image URL and the server')
+  }
+  return next
+}
+
+/** One HTTP request with curl's --connect-timeout (until the answer's headers) and
+ *  --max-time, following redirects. */
 export async function request(target: URL, endpoint: Endpoint, agentFor: AgentFor, init: { method: string; headers?: Record<string, string>; timeoutMs?: number }): Promise<Exchange> {
-  const { url, auth } = splitCredentials(target, endpoint.opts)
-  const headers: Record<string, string> = { 'User-Agent': USER_AGENT, 'Accept-Encoding': 'identity', ...init.headers }
-  if (auth) headers.Authorization = auth
-  for (const [name, value] of endpoint.opts.headers) headers[name] = value
   const controller = new AbortController()
   const timers: NodeJS.Timeout[] = []
   const arm = (ms: number | undefined) => ms !== undefined && timers.push(setTimeout(() => controller.abort(), ms))
@@ -110,99 +130,32 @@ export async function request(target: URL, endpoint: Endpoint, agentFor: AgentFo
     timers.forEach(clearTimeout)
     clearTimeout(connectTimer)
   }
-  debug(`${init.method} ${url.href}${endpoint.proxy ? ' via proxy ' + endpoint.proxy : ''}`)
+  const given = credentialsOf(target, `the image URL ${redact(target.href)}`) ?? endpoint.opts.user
+  let url = target
+  let user = given
   try {
-    const response = await fetch(url.href, { method: init.method, headers, agent: agentFor, compress: false, redirect: 'follow', follow: 20, signal: controller.signal })
-    clearTimeout(connectTimer)
-    return { response, done }
+    for (let hops = 0; ; hops++) {
+      const clean = new URL(url.href)
+      clean.username = ''
+      clean.password = '' // node-fetch refuses URLs with credentials: they go in a header
+      const headers: Record<string, string> = { 'User-Agent': USER_AGENT, 'Accept-Encoding': 'identity', ...init.headers }
+      if (user) headers.Authorization = basic(user)
+      for (const [name, value] of endpoint.opts.headers) headers[name] = value
+      debug(`${init.method} ${clean.href}${endpoint.proxy ? ' via proxy ' + redact(endpoint.proxy) : ''}`)
+      const response = await fetch(clean.href, { method: init.method, headers, agent: agentFor, compress: false, redirect: 'manual', signal: controller.signal })
+      if (!REDIRECTS.has(response.status)) {
+        clearTimeout(connectTimer)
+        return { response, done }
+      }
+      discardBody(response)
+      const next = redirectTarget(url, response.headers.get('location'), hops)
+      // credentials in the Location are used; ours only as long as the origin stays ours
+      user = credentialsOf(next, `the redirect from ${redact(url.href)}`) ?? (next.origin === target.origin ? given : undefined)
+      debug(`redirected (HTTP ${response.status}) to ${redact(next.href)}`)
+      url = next
+    }
   } catch (err) {
     done()
     throw err
   }
-}
-
-const TRANSIENT_STATUS = new Set([408, 429, 500, 502, 503, 504])
-
-/** Runs attempt() with curl's --retry rules: timeouts and 408/429/5xx answers are retried
- *  after 1 s, 2 s, 4 s ... (at most 10 min), other failures are final. */
-export async function withRetries<T>(retries: number, what: string, attempt: () => Promise<T>): Promise<T> {
-  for (let n = 0; ; n++) {
-    try {
-      return await attempt()
-    } catch (err) {
-      const transient = err instanceof TransientError
-      if (!transient || n >= retries) throw transient ? err.final : err
-      const wait = Math.min(1000 * 2 ** n, 600_000)
-      info(`${what}: ${err.final.what}; retrying in ${wait / 1000} s (${n + 1} of ${retries})`)
-      await new Promise((resolve) => setTimeout(resolve, wait))
-    }
-  }
-}
-
-export class TransientError extends Error {
-  constructor(readonly final: Failure) {
-    super(final.message)
-  }
-}
-
-/** Turns a failed HTTP exchange into a Failure, marked transient where curl would retry. */
-export function httpFailure(url: URL, status: number, statusText: string): Failure | TransientError {
-  const failure = new Failure(`the server answered HTTP ${status} ${statusText} for ${redact(url.href)}`, HINT)
-  return TRANSIENT_STATUS.has(status) ? new TransientError(failure) : failure
-}
-
-export function networkFailure(url: URL, err: unknown): Failure | TransientError {
-  if (err instanceof Failure || err instanceof TransientError) return err
-  const failure = new Failure(`downloading ${redact(url.href)} failed: ${describeNetworkError(err, url)}`, HINT)
-  const e = err as { name?: string; code?: string }
-  return e.name === 'AbortError' || e.code === 'ETIMEDOUT' || e.code === 'EAI_AGAIN' ? new TransientError(failure) : failure
-}
-
-/** One request of verify's: a failure to connect or an error status is a Failure naming the URL. */
-async function verifyRequest(url: URL, endpoint: Endpoint, agentFor: AgentFor, method: string, headers: Record<string, string> | undefined, timeoutMs: number): Promise<Exchange> {
-  return request(url, endpoint, agentFor, { method, headers, timeoutMs }).catch((err) => {
-    throw new Failure(`the image URL ${redact(url.href)} cannot be reached: ${describeNetworkError(err, url)}`, HINT)
-  })
-}
-
-function statusFailure(url: URL, response: Response): Failure {
-  return new Failure(`the image URL ${redact(url.href)} answered HTTP ${response.status} ${response.statusText}`, 'check the URL and that the server offers the file')
-}
-
-/** verify's reachability check: HEAD, or a one-byte ranged GET where HEAD is refused. */
-export async function probeUrl(url: URL, endpoint: Endpoint, agentFor: AgentFor, timeoutMs: number): Promise<{ status: number; length?: number }> {
-  const attempt = async (method: string, headers?: Record<string, string>) => {
-    const exchange = await verifyRequest(url, endpoint, agentFor, method, headers, timeoutMs)
-    exchange.response.body?.resume?.()
-    exchange.done()
-    return exchange.response
-  }
-  let response = await attempt('HEAD')
-  if ([403, 405, 501].includes(response.status)) {
-    debug(`HEAD answered ${response.status}, trying a ranged GET`)
-    response = await attempt('GET', { Range: 'bytes=0-0' })
-  }
-  if (!response.ok) throw statusFailure(url, response)
-  const range = response.headers.get('content-range')
-  const total = range ? /\/(\d+)$/.exec(range)?.[1] : response.headers.get('content-length')
-  return { status: response.status, length: total ? Number(total) : undefined }
-}
-
-/** The first bytes of the image at url (a ranged GET), for image_type=auto in verify. */
-export async function fetchHead(url: URL, endpoint: Endpoint, agentFor: AgentFor, timeoutMs: number, length = 16): Promise<Buffer> {
-  const exchange = await verifyRequest(url, endpoint, agentFor, 'GET', { Range: `bytes=0-${length - 1}` }, timeoutMs)
-  const chunks: Buffer[] = []
-  let got = 0
-  try {
-    if (!exchange.response.ok) throw statusFailure(url, exchange.response)
-    // a server that ignores Range sends the whole image: stop reading after the head
-    for await (const chunk of exchange.response.body as AsyncIterable<Buffer>) {
-      chunks.push(chunk)
-      got += chunk.length
-      if (got >= length) break
-    }
-  } finally {
-    exchange.done()
-  }
-  return Buffer.concat(chunks).subarray(0, length)
 }

@@ -25,8 +25,9 @@ export function runScript(script: Script): void {
   // shell and runs root's ~/.bashrc before every command, whose output then mixes with
   // the command's (seen: "pyenv: command not found" as blkdiscard's error)
   $.stdio = ['ignore', 'pipe', 'pipe']
-  if (args[0] === '-h' || args[0] === '--help') {
-    process.stderr.write(script.usage.trimEnd() + '\n')
+  if (args.length === 1 && (args[0] === '-h' || args[0] === '--help')) {
+    // asked for: the usage is the output (GNU convention); wrong arguments get it on stderr
+    process.stdout.write(script.usage.trimEnd() + '\n')
     return
   }
   if (!script.argv.some((want) => want.length === args.length && want.every((a, i) => a === args[i]))) {
@@ -66,6 +67,8 @@ export function runScript(script: Script): void {
       if (finished) return
       finished = true
       await runCleanups()
+      // done: nothing left over (a socket a server keeps open, say) may keep us waiting
+      process.exit(0)
     },
     (err: unknown) => {
       const message = err instanceof Failure ? err.message : `${errorMessage(err)}; see the messages above`

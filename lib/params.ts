@@ -1,6 +1,7 @@
 // The OS parameters `image` and `image_type`: parsing and the policy on what a local image
 // path may be. Pure: the file-system checks live in lib/source.ts.
 import { Failure } from './errors.js'
+import { redact } from './log.js'
 
 export type Codec = 'raw' | 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'qcow2'
 
@@ -25,6 +26,9 @@ export function detectCodec(head: Buffer): Codec {
   if (starts(0x42, 0x5a, 0x68) && head[3] >= 0x31 && head[3] <= 0x39) return 'bzip2' // BZh1..9
   if (starts(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) return 'xz'
   if (starts(0x28, 0xb5, 0x2f, 0xfd)) return 'zstd'
+  // a zstd skippable frame (magic 0x184D2A50-5F, little-endian): pzstd starts its files
+  // with one, and zstd reads past it
+  if (head.length >= 4 && (head[0] & 0xf0) === 0x50 && starts(head[0], 0x2a, 0x4d, 0x18)) return 'zstd'
   if (starts(0x51, 0x46, 0x49, 0xfb)) return 'qcow2' // QFI\xfb
   return 'raw'
 }
@@ -38,6 +42,16 @@ export function parseImageType(value: string | undefined): Codec | 'auto' {
   const codec = IMAGE_TYPES[value.trim().toLowerCase()]
   if (!codec) throw new Failure(`unknown image_type '${value}'`, `use one of ${IMAGE_TYPE_NAMES.join(', ')}`)
   return codec
+}
+
+/** user:password of a URL, %-escapes decoded; a bad escape is the parameter's fault. */
+export function credentialsOf(url: URL, what: string): string | undefined {
+  if (!url.username && !url.password) return undefined
+  try {
+    return `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`
+  } catch {
+    throw new Failure(`the credentials in ${what} have a bad %-escape`, 'write special characters in them %-encoded, such as @ as %40 and % as %25')
+  }
 }
 
 export function parseImage(value: string | undefined): ImageRef {
@@ -55,9 +69,10 @@ export function parseImage(value: string | undefined): ImageRef {
     try {
       url = new URL(text)
     } catch {
-      throw new Failure(`the image URL '${text}' is not a valid URL`, 'check the image parameter')
+      throw new Failure(`the image URL '${redact(text)}' is not a valid URL`, 'check the image parameter')
     }
-    if (!url.hostname) throw new Failure(`the image URL '${text}' has no host`, 'check the image parameter')
+    if (!url.hostname) throw new Failure(`the image URL '${redact(text)}' has no host`, 'check the image parameter')
+    credentialsOf(url, `the image URL ${redact(url.href)}`)
     return { kind: 'url', url }
   }
   if (!text.startsWith('/')) {

@@ -2,12 +2,12 @@
 // file can point at other files (a backing file, an external data file); from an image
 // someone else made that would let them read any file on the node, so both are refused:
 // first from the header, before qemu-img opens anything, then from qemu-img info.
-import { spawn } from 'node:child_process'
 import { access, constants, open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { $ } from 'zx/core'
-import { Failure } from './errors.js'
-import { track } from './cleanup.js'
+import { Failure, ImageError } from './errors.js'
+import { spawnChild } from './child.js'
+import { lastMessage } from './decode.js'
 import { debug } from './log.js'
 import type { TargetDisk } from './target.js'
 import type { Progress } from './write.js'
@@ -51,7 +51,7 @@ export async function inspectQcow2(path: string): Promise<number> {
   if (header.externalDataFile) throw new Failure('the qcow2 image uses an external data file, which is refused', HINT)
   await checkQemuImg()
   const out = await $`qemu-img info -f qcow2 --output=json ${path}`.quiet().nothrow()
-  if (out.exitCode !== 0) throw new Failure(`qemu-img cannot read the image (${out.stderr.trim().split('\n').pop()})`, 'the image file is corrupt or truncated: download or copy it again')
+  if (out.exitCode !== 0) throw new ImageError(`qemu-img cannot read the image (${lastMessage(out.stderr) ?? `exit ${out.exitCode}`})`, 'the image file is corrupt or truncated: download or copy it again')
   const info = JSON.parse(out.stdout) as { 'virtual-size': number; 'backing-filename'?: string; 'format-specific'?: { data?: { 'data-file'?: string } } }
   if (info['backing-filename']) throw new Failure('the qcow2 image has a backing file, which is refused', HINT)
   if (info['format-specific']?.data?.['data-file']) throw new Failure('the qcow2 image uses an external data file, which is refused', HINT)
@@ -63,7 +63,7 @@ export async function inspectQcow2(path: string): Promise<number> {
     const text = (check.stdout + check.stderr).trim().split('\n')
     debug(text.slice(0, 5).join(' | '))
     const summary = text.find((l) => /errors were found|Could not|invalid/i.test(l)) ?? `exit ${check.exitCode}`
-    throw new Failure(`qemu-img check found the qcow2 image damaged (${summary.trim()})`, 'the image file is corrupt or truncated: download or copy it again')
+    throw new ImageError(`qemu-img check found the qcow2 image damaged (${summary.trim()})`, 'the image file is corrupt or truncated: download or copy it again')
   }
   return info['virtual-size']
 }
@@ -75,7 +75,8 @@ export async function convertQcow2(path: string, target: TargetDisk, progress: P
   // On a disk known to read as zero, qemu-img need not write the image's zero clusters.
   const args = ['convert', '-p', '-f', 'qcow2', '-O', 'raw', '-n', '-W', ...(target.kind === 'block' ? ['-t', 'none'] : []), ...(target.knownZero ? ['--target-is-zero'] : []), path, target.path]
   debug(`running qemu-img ${args.join(' ')}`)
-  const child = track(spawn('qemu-img', args, { stdio: ['ignore', 'pipe', 'pipe'] }))
+  // it writes disk 0: it holds the disk's lock while it runs, and dies with us
+  const child = spawnChild('qemu-img', args, { stdio: ['ignore', 'pipe', 'pipe'], extraFds: target.lockFd !== undefined ? [target.lockFd] : [] })
   // -p prints "(12.34/100%)" updates on stdout: turned into our progress lines
   child.stdout!.on('data', (b: Buffer) => {
     const m = /\((\d+(?:\.\d+)?)\/100%\)[^(]*$/.exec(b.toString())
@@ -90,7 +91,7 @@ export async function convertQcow2(path: string, target: TargetDisk, progress: P
     child.once('error', reject)
     child.once('close', (code, signal) => {
       if (code === 0) return resolve()
-      const last = errText.join('').trim().split('\n').pop() || (signal ? `killed by ${signal}` : `exit ${code}`)
+      const last = lastMessage(errText.join('')) ?? (signal ? `killed by ${signal}` : `exit ${code}`)
       reject(new Failure(`qemu-img convert failed (${last})`, 'the image file is corrupt or truncated, or disk 0 failed: see the messages above'))
     })
   })

@@ -3,7 +3,7 @@
 // local file of known size.
 import { access, constants, readFile, realpath, stat } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
-import { Failure } from './errors.js'
+import { Failure, ImageError } from './errors.js'
 import { forbiddenImagePath, type ImageRef } from './params.js'
 import { parseCurlOpts } from './curl-opts.js'
 import type { VariantConfig } from './variant-config.js'
@@ -13,11 +13,23 @@ import { downloadInto } from './download.js'
 import { formatBytes, info, redact } from './log.js'
 
 export interface ImageFile {
+  streamed: false
   path: string
   size: number
   /** How the log names the image (credentials removed). */
   label: string
-  fromCache?: { hit: boolean }
+  /** Whether it came from the download cache without a download. */
+  cacheHit?: boolean
+  release(): Promise<void>
+  /** The bytes failed to decode: a cache entry is dropped, so the next create downloads
+   *  again (a no-op for a local file). */
+  discard(): Promise<void>
+}
+
+/** A download that was written onto disk 0 while it arrived: there is nothing left to read. */
+export interface StreamedImage {
+  streamed: true
+  label: string
   release(): Promise<void>
 }
 
@@ -40,6 +52,7 @@ export async function checkLocalImage(path: string): Promise<{ path: string; siz
   if (why) throw new Failure(`the image ${path} is refused because ${why}${real !== path ? ` (it resolves to ${real})` : ''}`, 'keep images in a directory of their own, such as /srv/images')
   const st = await stat(real)
   if (!st.isFile()) throw new Failure(`the image ${path} is not a regular file`, 'give the path of an image file (devices and directories are refused)')
+  if (st.size === 0) throw new ImageError(`the image ${path} is empty (0 bytes)`, 'an empty image would leave disk 0 as it was: give the path of the image itself')
   await access(real, constants.R_OK).catch(() => {
     throw new Failure(`the image ${path} is not readable`, 'check its permissions')
   })
@@ -52,11 +65,12 @@ export type StreamConsumer = (body: Readable, length: number | undefined) => Pro
 
 /** The image as a local file: the path itself, or the cache entry for a URL, downloaded
  *  first on a miss. With `consumer`, a miss feeds the download to it as it arrives (the
- *  returned `streamed` is then true): no waiting for the whole download before writing. */
-export async function openImage(ref: ImageRef, config: VariantConfig, consumer?: StreamConsumer): Promise<ImageFile & { streamed: boolean }> {
+ *  result is then a StreamedImage): no waiting for the whole download before writing. */
+export async function openImage(ref: ImageRef, config: VariantConfig, consumer?: StreamConsumer): Promise<ImageFile | StreamedImage> {
+  const none = async () => undefined
   if (ref.kind === 'path') {
     const local = await checkLocalImage(ref.path)
-    return { ...local, label: ref.path, streamed: false, release: async () => undefined }
+    return { ...local, streamed: false, label: ref.path, release: none, discard: none }
   }
   const endpoint: Endpoint = { proxy: config.proxy, opts: parseCurlOpts(config.curlOpts) }
   const agentFor = await makeAgents(endpoint)
@@ -65,13 +79,13 @@ export async function openImage(ref: ImageRef, config: VariantConfig, consumer?:
   // a retried transfer starts over, which a disk being written from it cannot: with
   // --retry the download completes before writing starts
   const tee = endpoint.opts.retries === 0 ? consumer : undefined
-  let streamed = false
-  const entry = await cachedDownload(config.imageStorage, ref.url, config.cacheMaxDays, async (fh) => {
-    streamed = tee !== undefined
-    await downloadInto(fh, ref.url, endpoint, agentFor, tee)
-  })
+  const entry = await cachedDownload(config.imageStorage, ref.url, config.cacheMaxDays, (fh) => downloadInto(fh, ref.url, endpoint, agentFor, tee))
   const label = redact(ref.url.href)
-  info(`cache ${entry.hit ? 'hit' : 'miss'}: ${label} is ${entry.path}${streamed ? ' (written to disk 0 while downloading)' : ''}`)
+  if (entry.streamed || entry.path === undefined) {
+    info(`cache miss: ${label}${entry.path ? ` is ${entry.path}` : ''} (written to disk 0 while downloading${entry.path ? '' : '; not cached'})`)
+    return { streamed: true, label, release: entry.release }
+  }
+  info(`cache ${entry.hit ? 'hit' : 'miss'}: ${label} is ${entry.path}`)
   const st = await stat(entry.path)
-  return { path: entry.path, size: st.size, label, streamed, fromCache: { hit: entry.hit }, release: entry.release }
+  return { streamed: false, path: entry.path, size: st.size, label, cacheHit: entry.hit, release: entry.release, discard: entry.discard }
 }

@@ -17,6 +17,8 @@ export interface TargetDisk {
   ino: number
   dev: number
   rdev: number
+  /** The descriptor holding the disk's lock (lib/disk-lock.ts), for the children that write it. */
+  lockFd?: number
 }
 
 /** Linux's encoding of dev_t, as stat() returns it in st_rdev. */
@@ -52,6 +54,22 @@ export async function inspectTarget(path: string, declaredSize?: number): Promis
   const knownZero = kind === 'file' && st.blocks === 0
   debug(`disk 0: ${path} ${kind}, ${formatBytes(size)}${knownZero ? ', all zero (nothing allocated)' : ''}`)
   return { path, kind, size, knownZero, ino: st.ino, dev: st.dev, rdev: st.rdev }
+}
+
+/** A file disk shorter than DISK_0_SIZE gets its full size back before anything else: a
+ *  create killed while a decompressor wrote the emptied file (lib/direct.ts) leaves it
+ *  short, and every later create would then size disk 0 by the file. */
+export async function restoreFileSize(path: string, declaredSize: number | undefined): Promise<void> {
+  if (declaredSize === undefined || declaredSize <= 0) return
+  const st = await stat(path)
+  if (!st.isFile() || st.size >= declaredSize) return
+  const fh = await open(path, 'r+')
+  try {
+    await fh.truncate(declaredSize)
+  } finally {
+    await fh.close()
+  }
+  info(`disk 0 (${path}) was ${formatBytes(st.size)}, shorter than DISK_0_SIZE: given its ${formatBytes(declaredSize)} back (an earlier create was killed while writing it?)`)
 }
 
 async function writeZeroesSupported(rdev: number): Promise<boolean> {

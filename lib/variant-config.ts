@@ -1,10 +1,12 @@
 // The per-variant config file is a shell file that the original provider sourced with
 // bash, so operators wrote shell: quotes, `export`, comments, $VAR references. We let bash
 // read it the same way (`set -a; . FILE`) and take back every variable it set.
-import { spawn } from 'node:child_process'
+import type { Readable } from 'node:stream'
+import { spawnChild } from './child.js'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Failure } from './errors.js'
+import { requireTrusted } from './trust.js'
 
 export const DEFAULT_CONFIG_DIR = '/etc/ganeti/instance-simpleimage'
 /** Lets tests and packagers point the scripts at another config directory. */
@@ -75,24 +77,33 @@ export function settingsFrom(file: string, hooksDir: string, vars: Record<string
   }
 }
 
+// Sourced with `set -a`, so that plain assignments reach the hooks too. The variables are
+// written from an EXIT trap to fd 3, so that a config ending in `exit 0` (a habit from
+// scripts) keeps what it set before; its own output, stdout included, goes to our log.
+const SOURCE_CONFIG = 'trap \'[ $? = 0 ] && env -0 >&3\' EXIT; set -a; . "$1"'
+
 async function sourceWithBash(file: string, env: NodeJS.ProcessEnv): Promise<Record<string, string>> {
-  // The config's own output goes to stderr (the OS log): stdout carries the variables.
-  const script = 'set -a; . "$1" >&2 || exit $?; exec env -0'
-  const child = spawn('bash', ['-c', script, 'simpleimage-config', file], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  // its own process group: stopping create stops whatever the config started, too
+  const child = spawnChild('bash', ['-c', SOURCE_CONFIG, 'simpleimage-config', file], { env, stdio: ['ignore', 'pipe', 'pipe'], group: true, extraFds: ['pipe'] })
   const out: Buffer[] = []
-  const err: Buffer[] = []
-  child.stdout.on('data', (b: Buffer) => out.push(b))
-  child.stderr.on('data', (b: Buffer) => err.push(b))
+  const log: Buffer[] = []
+  ;(child.stdio[3] as Readable).on('data', (b: Buffer) => out.push(b))
+  child.stdout!.on('data', (b: Buffer) => log.push(b))
+  child.stderr!.on('data', (b: Buffer) => log.push(b))
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject)
     child.once('close', resolve)
   })
-  const stderr = Buffer.concat(err).toString().trim()
-  if (stderr) process.stderr.write(stderr + '\n')
+  const said = Buffer.concat(log).toString().trim()
+  if (said) process.stderr.write(said + '\n')
   if (code !== 0) {
-    throw new Failure(`the variant config ${file} could not be read by bash (exit ${code}${stderr ? ': ' + stderr.split('\n').pop() : ''})`, 'fix its shell syntax')
+    throw new Failure(`the variant config ${file} could not be read by bash (exit ${code}${said ? ': ' + said.split('\n').pop() : ''})`, 'fix it: it must set variables and end with status 0')
   }
-  return parseEnvDump(Buffer.concat(out).toString())
+  const vars = parseEnvDump(Buffer.concat(out).toString())
+  if (Object.keys(vars).length === 0) {
+    throw new Failure(`the variant config ${file} ended without handing back its settings`, 'do not set an EXIT trap or close descriptor 3 in it')
+  }
+  return vars
 }
 
 /** Reads $SIMPLEIMAGE_CONFIG_DIR/<variant>/config; a missing file means the defaults. */
@@ -106,9 +117,7 @@ export async function readVariantConfig(env: NodeJS.ProcessEnv, variant: string)
   })
   if (!st) return settingsFrom(file, hooksDir, {})
   // The file is run as root: refuse one that someone else could have written.
-  if ((st.mode & 0o022) !== 0 || (st.uid !== 0 && st.uid !== process.getuid?.())) {
-    throw new Failure(`the variant config ${file} is writable by others or not owned by root`, `run chown root: ${file} && chmod go-w ${file}`)
-  }
+  await requireTrusted(file, `the variant config ${file}`, 'file')
   const after = await sourceWithBash(file, env)
   return settingsFrom(file, hooksDir, configVars(env, after))
 }

@@ -4,14 +4,15 @@ import { readDisk, readGanetiEnv } from '../lib/ganeti-env.js'
 import { CODEC_NAMES, parseImage, parseImageType } from '../lib/params.js'
 import { readVariantConfig } from '../lib/variant-config.js'
 import { openImage } from '../lib/source.js'
-import { blockDeviceFor, inspectTarget, sameFile } from '../lib/target.js'
+import { lockDisk } from '../lib/disk-lock.js'
+import { blockDeviceFor, inspectTarget, restoreFileSize, sameFile } from '../lib/target.js'
 import type { Readable } from 'node:stream'
 import { writeImage, writeImageStream } from '../lib/deploy.js'
 import type { WriteResult } from '../lib/write.js'
 import { detectFileCodec } from '../lib/decode.js'
-import { runHooks } from '../lib/hooks.js'
+import { planHooks, runHooks } from '../lib/hooks.js'
 import { defer } from '../lib/cleanup.js'
-import { Failure } from '../lib/errors.js'
+import { Failure, ImageError } from '../lib/errors.js'
 import { formatBytes, info } from '../lib/log.js'
 import { runScript } from '../lib/main.js'
 
@@ -30,8 +31,11 @@ INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
     const image = parseImage(ganeti.params.image)
     const imageType = parseImageType(ganeti.params.image_type)
     const config = await readVariantConfig(process.env, ganeti.variant)
+    const hooks = await planHooks(config.hooksDir) // a refused hook must fail before disk 0 is touched
     const disk = readDisk(process.env, 0)
-    const target = await inspectTarget(disk.path, disk.size)
+    const lock = await lockDisk(disk.path, 'create') // one writer per disk, to the end
+    await restoreFileSize(disk.path, disk.size)
+    const target = { ...(await inspectTarget(disk.path, disk.size)), lockFd: lock.fd }
     info(`image ${image.kind === 'url' ? 'URL' : 'file'} ${image.kind === 'url' ? image.url.href : image.path}, type ${ganeti.params.image_type || 'auto (not set)'}, onto ${target.path} (${target.kind}, ${formatBytes(target.size)})`)
 
     // a download can be written while it arrives, unless the format must be seen whole first
@@ -41,16 +45,21 @@ INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
     }
     const file = await openImage(image, config, streamTo)
     defer('image source', () => file.release())
-    if (await sameFile(file.path, target)) throw new Failure('the image is disk 0 itself', 'give another image path')
     if (!file.streamed) {
+      if (await sameFile(file.path, target)) throw new Failure('the image is disk 0 itself', 'give another image path')
       const codec = imageType === 'auto' ? await detectFileCodec(file.path) : imageType
       if (imageType === 'auto') info(`image_type auto: the image is ${CODEC_NAMES[codec]}`)
-      result = await writeImage(file.path, file.size, codec, target)
+      result = await writeImage(file.path, file.size, codec, target).catch(async (err: unknown) => {
+        // bytes that do not decode are not kept for the next create
+        if (!(err instanceof ImageError)) throw err
+        await file.discard()
+        throw image.kind === 'url' ? new ImageError(err.what, 'the cached download was removed, so the next create downloads it again; if that fails the same way, the image on the server is damaged') : err
+      })
     }
     if (!result) throw new Error('the image was not written')
     info(`wrote ${formatBytes(result.bytes)} to disk 0 in ${result.seconds.toFixed(1)} s (${(result.bytes / result.seconds / 1e6).toFixed(1)} MB/s), synced`)
 
-    const hooks = await runHooks(config.hooksDir, { ...process.env, ...config.vars }, () => blockDeviceFor(target))
-    info(`done: ${ganeti.instanceName} installed from ${file.label}${hooks ? `, ${hooks} hook(s) run` : ''}`)
+    const ran = await runHooks(hooks, { ...process.env, ...config.vars }, () => blockDeviceFor(target))
+    info(`done: ${ganeti.instanceName} installed from ${file.label}${ran ? `, ${ran} hook(s) run` : ''}`)
   },
 })

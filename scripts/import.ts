@@ -5,6 +5,7 @@
 // the pipe is enlarged first.
 import { requireVar } from '../lib/ganeti-env.js'
 import { inspectTarget, openForWrite, zeroCheaply } from '../lib/target.js'
+import { lockDisk } from '../lib/disk-lock.js'
 import { chunkSource, writeStream } from '../lib/write.js'
 import { enlargePipe } from '../lib/pipe-size.js'
 import { formatBytes, info } from '../lib/log.js'
@@ -18,6 +19,7 @@ Run by Ganeti (OS API 20) during gnt-backup import: writes stdin onto IMPORT_DEV
   argv: [[]],
   async run() {
     const device = requireVar(process.env, 'IMPORT_DEVICE')
+    await lockDisk(device, 'import', `disk ${process.env.IMPORT_INDEX ?? '?'}`) // never two writers on one disk (lib/disk-lock.ts)
     const disk = await inspectTarget(device)
     info(`importing disk ${process.env.IMPORT_INDEX ?? '?'} onto ${device} (${disk.kind}, ${formatBytes(disk.size)})`)
     // the stream is the whole exported disk: where zeroing is cheap, its zero blocks need no writing

@@ -213,16 +213,17 @@ test('the commands create runs do not source root\'s ~/.bashrc', async () => {
   }
 })
 
-test('-h, --help and wrong arguments print the usage, for every script', async () => {
+test('-h and --help print the usage on stdout (exit 0); wrong arguments on stderr (exit 2), for every script', async () => {
   for (const action of ['create', 'import', 'export', 'rename', 'verify']) {
     for (const args of [['-h'], ['--help']]) {
       const r = await runAction(ws, action, env({}), { args })
       assert.is(r.code, 0)
-      assert.match(r.output, new RegExp(`^usage: ${action}`))
-      assert.is(r.stdout.length, 0)
+      assert.match(r.stdout.toString(), new RegExp(`^usage: ${action}`))
+      assert.is(r.output.replace(r.stdout.toString(), ''), '', 'something went to stderr')
     }
     const r = await runAction(ws, action, env({}), { args: ['bogus', 'args'] })
     assert.is(r.code, 2)
+    assert.is(r.stdout.length, 0)
     assert.match(r.output, /usage:/)
     assert.match(r.lastLine, /wrong arguments/)
   }

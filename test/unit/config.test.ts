@@ -77,7 +77,7 @@ test('a world-writable config is refused', async () => {
     await readVariantConfig({ SIMPLEIMAGE_CONFIG_DIR: dir }, 'ww')
     assert.unreachable()
   } catch (err) {
-    assert.match((err as Error).message, /writable by others/)
+    assert.match((err as Error).message, /the variant config .*ww\/config is refused: .* could have been written by someone else \(it is writable by everyone\)/)
   }
 })
 
