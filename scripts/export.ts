@@ -1,9 +1,9 @@
 // export: streams disk EXPORT_DEVICE to stdout for gnt-backup export, and its size in
 // bytes to the descriptor EXP_SIZE_FD. stdout is the data: every message goes to stderr.
 import { writeSync } from 'node:fs'
-import { requireVar } from '../lib/ganeti-env.js'
-import { inspectTarget } from '../lib/target.js'
-import { copyDeviceTo } from '../lib/stream-device.js'
+import { requireVar } from '../lib/ganeti/ganeti-env.js'
+import { inspectTarget } from '../lib/disk/target.js'
+import { copyDeviceTo } from '../lib/disk/stream-device.js'
 import { formatBytes, info } from '../lib/log.js'
 import { runScript } from '../lib/main.js'
 

@@ -1,13 +1,13 @@
 // import: writes the stream of a gnt-backup export (stdin) onto IMPORT_DEVICE, which must
 // exist already: it is neither created nor truncated. Synced at the end (writeback starts
-// early, lib/write.ts). stdin is read as a stream (event-driven reads of a pipe), not
+// early, lib/disk/write.ts). stdin is read as a stream (event-driven reads of a pipe), not
 // with fs.read, which would make a thread-pool round trip of every 64 KiB the pipe holds;
 // the pipe is enlarged first.
-import { requireVar } from '../lib/ganeti-env.js'
-import { inspectTarget, openForWrite, zeroCheaply } from '../lib/target.js'
-import { lockDisk } from '../lib/disk-lock.js'
-import { chunkSource, writeStream } from '../lib/write.js'
-import { enlargePipe } from '../lib/pipe-size.js'
+import { requireVar } from '../lib/ganeti/ganeti-env.js'
+import { inspectTarget, openForWrite, zeroCheaply } from '../lib/disk/target.js'
+import { lockDisk } from '../lib/disk/disk-lock.js'
+import { chunkSource, writeStream } from '../lib/disk/write.js'
+import { enlargePipe } from '../lib/disk/pipe-size.js'
 import { formatBytes, info } from '../lib/log.js'
 import { runScript } from '../lib/main.js'
 
@@ -19,7 +19,7 @@ Run by Ganeti (OS API 20) during gnt-backup import: writes stdin onto IMPORT_DEV
   argv: [[]],
   async run() {
     const device = requireVar(process.env, 'IMPORT_DEVICE')
-    await lockDisk(device, 'import', `disk ${process.env.IMPORT_INDEX ?? '?'}`) // never two writers on one disk (lib/disk-lock.ts)
+    await lockDisk(device, 'import', `disk ${process.env.IMPORT_INDEX ?? '?'}`) // never two writers on one disk (lib/disk/disk-lock.ts)
     const disk = await inspectTarget(device)
     info(`importing disk ${process.env.IMPORT_INDEX ?? '?'} onto ${device} (${disk.kind}, ${formatBytes(disk.size)})`)
     // the stream is the whole exported disk: where zeroing is cheap, its zero blocks need no writing

@@ -1,15 +1,15 @@
 // verify parameters: checks the OS parameters before Ganeti creates anything. Ganeti
 // passes only OS_*, DEBUG_LEVEL, OSP_* and PATH here, and when cluster-wide defaults
 // change it passes a partial set: what is present is checked, what is absent is not.
-import { readGanetiEnv } from '../lib/ganeti-env.js'
-import { CODEC_NAMES, detectCodec, parseImage, parseImageType, type Codec } from '../lib/params.js'
-import { readVariantConfig } from '../lib/variant-config.js'
-import { parseCurlOpts } from '../lib/curl-opts.js'
-import { checkLocalImage } from '../lib/source.js'
-import { checkQemuImg } from '../lib/qcow2.js'
-import { makeAgents } from '../lib/http.js'
-import { fetchHead, probeUrl } from '../lib/probe.js'
-import { detectFileCodec } from '../lib/decode.js'
+import { readGanetiEnv } from '../lib/ganeti/ganeti-env.js'
+import { CODEC_NAMES, detectCodec, parseImage, parseImageType, type Codec } from '../lib/ganeti/params.js'
+import { readVariantConfig } from '../lib/ganeti/variant-config.js'
+import { parseCurlOpts } from '../lib/image/curl-opts.js'
+import { checkLocalImage } from '../lib/image/source.js'
+import { checkQemuImg } from '../lib/disk/qcow2.js'
+import { makeAgents } from '../lib/image/http.js'
+import { fetchHead, probeUrl } from '../lib/image/probe.js'
+import { detectFileCodec } from '../lib/disk/decode.js'
 import { formatBytes, info } from '../lib/log.js'
 import { runScript } from '../lib/main.js'
 

@@ -1,5 +1,5 @@
 // The limit for raw+gz: create's own gzip decoder, Node's zlib in 1 MiB chunks (as
-// lib/decode.ts), output discarded. pigz is no limit for it: zlib here is faster.
+// lib/disk/decode.ts), output discarded. pigz is no limit for it: zlib here is faster.
 import { createReadStream } from 'node:fs'
 import { createGunzip } from 'node:zlib'
 import { pipeline } from 'node:stream/promises'

@@ -58,7 +58,7 @@ export const parallelBzip2 = () => have('lbzip2') || have('pbzip2')
  *  reading the file for raw, and the download alone for URL runs. With all=false only the
  *  best decoder (alone, and into a pipe): it is measured again with every target's runs,
  *  under the same load. Onto a file disk, xz and zstd also write a file themselves, as
- *  create has them do there (lib/direct.ts). */
+ *  create has them do there (lib/disk/direct.ts). */
 export function decoderLimits(fmt, image, url, scratch, all = true, target = undefined) {
   const cells = []
   const best = bestDecompressor(fmt)

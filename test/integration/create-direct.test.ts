@@ -1,4 +1,4 @@
-// xz and zstd write a file disk themselves (lib/direct.ts): the disk still equals the
+// xz and zstd write a file disk themselves (lib/disk/direct.ts): the disk still equals the
 // image, keeps its size on every path (xz empties it first), and a write error or a
 // SIGTERM is reported as such.
 import { suite } from 'uvu'

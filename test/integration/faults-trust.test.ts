@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { workspace, variant, ganetiEnv, runAction, makeImage, sparseDisk, dirtyLoop, readHead, MiB, type Workspace } from './harness.js'
 import { startHttpServer, type TestServer } from '../support/http-server.js'
 import { startProxy, type TestProxy } from '../support/proxy.js'
-import { cacheKey } from '../../lib/cache.js'
+import { cacheKey } from '../../lib/image/cache.js'
 
 const test = suite('what root trusts')
 let ws: Workspace

@@ -1,8 +1,8 @@
 // Cache naming and expiry arithmetic, and run-parts' choice and order of hooks.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { cacheKey, classifyName, entryName, isExpired, lockName, tempName } from '../../lib/cache.js'
-import { selectHooks } from '../../lib/hooks.js'
+import { cacheKey, classifyName, entryName, isExpired, lockName, tempName } from '../../lib/image/cache.js'
+import { selectHooks } from '../../lib/ganeti/hooks.js'
 
 test('one cache entry per URL, named by its SHA-256', () => {
   const a = cacheKey(new URL('https://example.org/a.img'))

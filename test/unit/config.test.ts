@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert'
 import { mkdtemp, mkdir, rm, writeFile, chmod } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { configVars, parseEnvDump, readVariantConfig, settingsFrom } from '../../lib/variant-config.js'
+import { configVars, parseEnvDump, readVariantConfig, settingsFrom } from '../../lib/ganeti/variant-config.js'
 import { Failure } from '../../lib/errors.js'
 
 let dir = ''

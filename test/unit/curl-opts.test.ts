@@ -1,7 +1,7 @@
 // CUSTOM_CURL_OPTS: the supported curl options in all the spellings curl accepts.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { parseCurlOpts, parseRate, shellWords } from '../../lib/curl-opts.js'
+import { parseCurlOpts, parseRate, shellWords } from '../../lib/image/curl-opts.js'
 
 test('shellWords: quotes and backslashes as in sh, no expansion', () => {
   assert.equal(shellWords(`-H "X-A: b c" -u 'u:p w' a\\ b $HOME`), ['-H', 'X-A: b c', '-u', 'u:p w', 'a b', '$HOME'])

@@ -1,12 +1,12 @@
 // Pure parsing: Ganeti's environment, the OS parameters and the image path policy.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { readDisk, readGanetiEnv } from '../../lib/ganeti-env.js'
-import { detectCodec, forbiddenImagePath, parseImage, parseImageType } from '../../lib/params.js'
+import { readDisk, readGanetiEnv } from '../../lib/ganeti/ganeti-env.js'
+import { detectCodec, forbiddenImagePath, parseImage, parseImageType } from '../../lib/ganeti/params.js'
 import { Failure } from '../../lib/errors.js'
 import { redact } from '../../lib/log.js'
-import { deviceNumbers } from '../../lib/target.js'
-import { parseQcow2Header } from '../../lib/qcow2.js'
+import { deviceNumbers } from '../../lib/disk/target.js'
+import { parseQcow2Header } from '../../lib/disk/qcow2.js'
 import { failsWith } from '../support/fails.js'
 
 

@@ -1,7 +1,7 @@
 // The pure parts of the writer: zero-run detection and the chunk-to-buffer adapter.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { chunkSource, dataRuns } from '../../lib/write.js'
+import { chunkSource, dataRuns } from '../../lib/disk/write.js'
 
 const K64 = 64 << 10
 

@@ -5,7 +5,7 @@
 // is root's; the file's own directory may not.
 import { realpath, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { Failure } from './errors.js'
+import { Failure } from '../errors.js'
 
 interface Owned {
   uid: number

@@ -4,7 +4,7 @@
 import { write } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { promisify } from 'node:util'
-import { Failure } from './errors.js'
+import { Failure } from '../errors.js'
 
 const BLOCK = 4 << 20
 const writeFd = promisify(write)

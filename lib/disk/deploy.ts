@@ -1,13 +1,13 @@
 // Puts an image file onto disk 0 in one streaming pass, after checking that it fits.
-import { Failure, ImageError } from './errors.js'
+import { Failure, ImageError } from '../errors.js'
 import type { Readable } from 'node:stream'
 import { decode, decodedSize, decodeStream, type Decoded } from './decode.js'
 import { canDecompressOnto, decompressOntoFile } from './direct.js'
 import { convertQcow2, inspectQcow2 } from './qcow2.js'
 import { openForWrite, zeroCheaply, type TargetDisk } from './target.js'
 import { Progress, syncDisk, tooLarge, writeStream, type WriteResult } from './write.js'
-import { formatBytes, info } from './log.js'
-import type { Codec } from './params.js'
+import { formatBytes, info } from '../log.js'
+import type { Codec } from '../ganeti/params.js'
 
 const EMPTY_HINT = 'an empty image would leave disk 0 as it was: check the image file or URL'
 

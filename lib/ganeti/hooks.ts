@@ -5,11 +5,11 @@
 import { constants } from 'node:fs'
 import { access, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Failure } from './errors.js'
-import { stopGroup } from './cleanup.js'
-import { spawnChild } from './child.js'
+import { Failure } from '../errors.js'
+import { stopGroup } from '../cleanup.js'
+import { spawnChild } from '../child.js'
 import { requireTrusted } from './trust.js'
-import { info } from './log.js'
+import { info } from '../log.js'
 
 export const RUN_PARTS_NAME = /^[A-Za-z0-9_-]+$/
 

@@ -10,10 +10,10 @@ import { join } from 'node:path'
 import fetch, { type Response } from 'node-fetch'
 import { HttpProxyAgent } from 'http-proxy-agent'
 import { HttpsProxyAgent } from 'https-proxy-agent'
-import { Failure } from './errors.js'
-import { credentialsOf } from './params.js'
+import { Failure } from '../errors.js'
+import { credentialsOf } from '../ganeti/params.js'
 import type { HttpOptions } from './curl-opts.js'
-import { debug, redact } from './log.js'
+import { debug, redact } from '../log.js'
 
 export interface Endpoint {
   proxy?: string
@@ -37,7 +37,7 @@ async function loadCa(opts: HttpOptions): Promise<string[] | undefined> {
   return pems.length > 0 ? pems : undefined
 }
 
-/** The proxy's answer to CONNECT was not 200: it refused the tunnel (lib/http-failure.ts). */
+/** The proxy's answer to CONNECT was not 200: it refused the tunnel (lib/image/http-failure.ts). */
 export class ProxyRefusal extends Error {
   readonly code = 'EPROXYREFUSED'
   constructor(readonly status: number, readonly statusText: string) {

@@ -6,13 +6,13 @@
 // Only where the uncompressed size is known first (xz's index, zstd's frame header), so
 // that an image larger than the disk is refused before anything is written.
 import { open, readFile, type FileHandle } from 'node:fs/promises'
-import { Failure } from './errors.js'
-import { defer, type Deferred } from './cleanup.js'
+import { Failure } from '../errors.js'
+import { defer, type Deferred } from '../cleanup.js'
 import { startDecompressor } from './decode.js'
-import { debug, info } from './log.js'
+import { debug, info } from '../log.js'
 import { openForWrite, zeroCheaply, type TargetDisk } from './target.js'
 import { Progress, Writeback, type WriteResult } from './write.js'
-import type { Codec } from './params.js'
+import type { Codec } from '../ganeti/params.js'
 
 const POLL_MS = 1000
 

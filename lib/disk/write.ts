@@ -2,8 +2,8 @@
 // next block is read, never past the disk's end, all-zero blocks skipped only when the
 // target already reads as zero, writeback started early and one fdatasync at the end.
 import type { FileHandle } from 'node:fs/promises'
-import { Failure } from './errors.js'
-import { debug, formatBytes, info } from './log.js'
+import { Failure } from '../errors.js'
+import { debug, formatBytes, info } from '../log.js'
 import type { TargetDisk } from './target.js'
 
 export const BLOCK = 4 << 20
@@ -145,7 +145,7 @@ export async function syncDisk(fh: FileHandle, target: TargetDisk, what = 'flush
  *  1 GiB image in the page cache until that flush (its background writeback begins at 10 %
  *  of memory). Node has no sync_file_range: an fdatasync in the thread pool, at most one at
  *  a time, every WRITEBACK_EVERY bytes, does the job (also for a decompressor writing a
- *  file disk itself: lib/direct.ts). Measured with the bench's 1 GiB images (medians):
+ *  file disk itself: lib/disk/direct.ts). Measured with the bench's 1 GiB images (medians):
  *  raw+gz 1.60 s instead of 1.79 s onto a loop device, 1.65 s instead of 1.78 s onto a
  *  file; multi-block raw+xz 4.47 s instead of 4.67 s (loop), 3.48 s instead of 3.60 s
  *  (file, xz writing it); the final flush went from 0.11-0.26 s to 0.00-0.06 s. */
@@ -173,7 +173,7 @@ export class Writeback {
 
   /** The final flush, after any early one: the data is durable when this resolves. */
   async finish(): Promise<void> {
-    this.finished = true // a late progress poll (lib/direct.ts) starts no flush after this
+    this.finished = true // a late progress poll (lib/disk/direct.ts) starts no flush after this
     await this.pending
     await syncDisk(this.fh, this.target)
   }

@@ -3,9 +3,9 @@
 // attached for the hooks, which expect a block device in TARGET_DISK_DEVICE.
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises'
 import { $ } from 'zx/core'
-import { Failure } from './errors.js'
-import { defer } from './cleanup.js'
-import { debug, formatBytes, info } from './log.js'
+import { Failure } from '../errors.js'
+import { defer } from '../cleanup.js'
+import { debug, formatBytes, info } from '../log.js'
 
 export interface TargetDisk {
   path: string
@@ -17,7 +17,7 @@ export interface TargetDisk {
   ino: number
   dev: number
   rdev: number
-  /** The descriptor holding the disk's lock (lib/disk-lock.ts), for the children that write it. */
+  /** The descriptor holding the disk's lock (lib/disk/disk-lock.ts), for the children that write it. */
   lockFd?: number
 }
 
@@ -57,7 +57,7 @@ export async function inspectTarget(path: string, declaredSize?: number): Promis
 }
 
 /** A file disk shorter than DISK_0_SIZE gets its full size back before anything else: a
- *  create killed while a decompressor wrote the emptied file (lib/direct.ts) leaves it
+ *  create killed while a decompressor wrote the emptied file (lib/disk/direct.ts) leaves it
  *  short, and every later create would then size disk 0 by the file. */
 export async function restoreFileSize(path: string, declaredSize: number | undefined): Promise<void> {
   if (declaredSize === undefined || declaredSize <= 0) return

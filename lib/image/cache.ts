@@ -6,11 +6,11 @@
 import { createHash } from 'node:crypto'
 import { lstat, mkdir, readdir, rename, unlink, chmod, open, type FileHandle } from 'node:fs/promises'
 import type { Stats } from 'node:fs'
-import { defer } from './cleanup.js'
+import { defer } from '../cleanup.js'
 import { dirname, join } from 'node:path'
-import { Failure, errorMessage } from './errors.js'
-import { acquireLock, describeFsError, type Lock, type LockOptions } from './lock.js'
-import { debug, info, redact } from './log.js'
+import { Failure, errorMessage } from '../errors.js'
+import { acquireLock, describeFsError, type Lock, type LockOptions } from '../lock.js'
+import { debug, info, redact } from '../log.js'
 
 const DAY_MS = 24 * 3600 * 1000
 

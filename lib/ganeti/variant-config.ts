@@ -2,10 +2,10 @@
 // bash, so operators wrote shell: quotes, `export`, comments, $VAR references. We let bash
 // read it the same way (`set -a; . FILE`) and take back every variable it set.
 import type { Readable } from 'node:stream'
-import { spawnChild } from './child.js'
+import { spawnChild } from '../child.js'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Failure } from './errors.js'
+import { Failure } from '../errors.js'
 import { requireTrusted } from './trust.js'
 
 export const DEFAULT_CONFIG_DIR = '/etc/ganeti/instance-simpleimage'

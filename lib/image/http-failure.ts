@@ -3,8 +3,8 @@
 // is set, so a refused or unresolvable connection is the proxy's), and curl's --retry
 // rules for which failures are worth another attempt.
 import type { Headers } from 'node-fetch'
-import { Failure, errorMessage } from './errors.js'
-import { info, redact } from './log.js'
+import { Failure, errorMessage } from '../errors.js'
+import { info, redact } from '../log.js'
 import type { Endpoint } from './http.js'
 
 const HINT = 'check the image URL, the network and PROXY/CUSTOM_CURL_OPTS in the variant config'

@@ -10,12 +10,12 @@ import { finished as streamEnded } from 'node:stream/promises'
 import { open } from 'node:fs/promises'
 import { createGunzip } from 'node:zlib'
 import { $ } from 'zx/core'
-import { Failure, ImageError } from './errors.js'
-import { spawnChild } from './child.js'
+import { Failure, ImageError } from '../errors.js'
+import { spawnChild } from '../child.js'
 import { chunkSource, type ByteSource } from './write.js'
-import { debug } from './log.js'
+import { debug } from '../log.js'
 import { openPipe } from './pipe-size.js'
-import { detectCodec, type Codec } from './params.js'
+import { detectCodec, type Codec } from '../ganeti/params.js'
 
 export interface Decoded {
   source: ByteSource

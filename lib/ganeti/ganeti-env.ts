@@ -1,6 +1,6 @@
 // What Ganeti passes to an OS script (OS API 20), read from an environment object so the
 // parsing is pure. See ganeti-os-interface(7) and FIELD-NOTES §1 for the variables.
-import { Failure } from './errors.js'
+import { Failure } from '../errors.js'
 
 export interface GanetiEnv {
   variant: string

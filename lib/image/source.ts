@@ -3,14 +3,14 @@
 // local file of known size.
 import { access, constants, readFile, realpath, stat } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
-import { Failure, ImageError } from './errors.js'
-import { forbiddenImagePath, type ImageRef } from './params.js'
+import { Failure, ImageError } from '../errors.js'
+import { forbiddenImagePath, type ImageRef } from '../ganeti/params.js'
 import { parseCurlOpts } from './curl-opts.js'
-import type { VariantConfig } from './variant-config.js'
+import type { VariantConfig } from '../ganeti/variant-config.js'
 import { cachedDownload, expireEntries, prepareStorage } from './cache.js'
 import { makeAgents, type Endpoint } from './http.js'
 import { downloadInto } from './download.js'
-import { formatBytes, info, redact } from './log.js'
+import { formatBytes, info, redact } from '../log.js'
 
 export interface ImageFile {
   streamed: false

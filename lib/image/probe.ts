@@ -2,8 +2,8 @@
 // one-byte ranged GET where HEAD is refused), how large is it, and, for image_type=auto,
 // what are its first bytes. A body is never read further than that: a server that
 // ignores Range would send the whole image, one that stalls would keep verify waiting.
-import { Failure } from './errors.js'
-import { debug, redact } from './log.js'
+import { Failure } from '../errors.js'
+import { debug, redact } from '../log.js'
 import { discardBody, request, type AgentFor, type Endpoint, type Exchange } from './http.js'
 import { checkImageHeaders, describeNetworkError } from './http-failure.js'
 import type { Response } from 'node-fetch'

@@ -1,7 +1,7 @@
 // CUSTOM_CURL_OPTS: the original passed it to curl. We download with node-fetch, so we
 // understand the curl options operators actually use and refuse every other one by name,
 // rather than silently dropping an option someone relies on.
-import { Failure } from './errors.js'
+import { Failure } from '../errors.js'
 
 export interface HttpOptions {
   insecure: boolean

@@ -1,7 +1,7 @@
 // The OS parameters `image` and `image_type`: parsing and the policy on what a local image
-// path may be. Pure: the file-system checks live in lib/source.ts.
-import { Failure } from './errors.js'
-import { redact } from './log.js'
+// path may be. Pure: the file-system checks live in lib/image/source.ts.
+import { Failure } from '../errors.js'
+import { redact } from '../log.js'
 
 export type Codec = 'raw' | 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'qcow2'
 

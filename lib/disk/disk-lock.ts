@@ -7,11 +7,11 @@
 // inode), so that every path to one disk finds the same lock.
 import { lstat, mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { defer } from './cleanup.js'
-import { Failure } from './errors.js'
-import { acquireLock, describeFsError, lockHolder, type Lock } from './lock.js'
+import { defer } from '../cleanup.js'
+import { Failure } from '../errors.js'
+import { acquireLock, describeFsError, lockHolder, type Lock } from '../lock.js'
 import { deviceNumbers } from './target.js'
-import { info } from './log.js'
+import { info } from '../log.js'
 
 export const DISK_LOCK_DIR = '/run/ganeti-instance-simpleimage'
 /** How long a create waits for another writer of its disk before it gives up. */

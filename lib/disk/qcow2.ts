@@ -5,10 +5,10 @@
 import { access, constants, open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { $ } from 'zx/core'
-import { Failure, ImageError } from './errors.js'
-import { spawnChild } from './child.js'
+import { Failure, ImageError } from '../errors.js'
+import { spawnChild } from '../child.js'
 import { lastMessage } from './decode.js'
-import { debug } from './log.js'
+import { debug } from '../log.js'
 import type { TargetDisk } from './target.js'
 import type { Progress } from './write.js'
 

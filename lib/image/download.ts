@@ -3,11 +3,11 @@
 // byte to a consumer as well, which writes disk 0 from the download as it arrives.
 import type { FileHandle } from 'node:fs/promises'
 import { PassThrough, type Readable } from 'node:stream'
-import { Failure } from './errors.js'
+import { Failure } from '../errors.js'
 import { cacheWriteFailure, failedWith, type DownloadOutcome } from './cache.js'
 import { request, type AgentFor, type Endpoint } from './http.js'
 import { checkImageHeaders, networkFailure, httpFailure, withRetries } from './http-failure.js'
-import { formatBytes, info, redact } from './log.js'
+import { formatBytes, info, redact } from '../log.js'
 
 type Consumer = (body: Readable, length: number | undefined) => Promise<void>
 

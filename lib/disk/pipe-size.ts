@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process'
 import { closeSync, constants, fstatSync, mkdtempSync, openSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { debug } from './log.js'
+import { debug } from '../log.js'
 
 const F_SETPIPE_SZ = 1031
 /** The most an unprivileged process may ask for by default (/proc/sys/fs/pipe-max-size). */
