@@ -13,6 +13,7 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import { track } from './cleanup.js'
+import { debug } from './log.js'
 
 const SETPRIV = '/usr/bin/setpriv'
 const GUARD = 'case $PPID in "$0") exec "$@";; esac; exit 125'
@@ -51,7 +52,30 @@ export function spawnChild(command: string, args: string[], opts: ChildOptions):
   const env = opts.env ?? process.env
   const stdio = [...opts.stdio, ...(opts.extraFds ?? [])] as StdioOptions
   // a missing command is spawned as it is, so that it fails as spawn() reports it (ENOENT)
-  const argv = found(command, env) && executable(SETPRIV) ? boundArgv(command, args, process.pid) : [command, ...args]
+  const bound = found(command, env) && executable(SETPRIV)
+  if (!bound) debug(`${command} is started without setpriv (${executable(SETPRIV) ? `${command} not found` : `${SETPRIV} missing`}): it would outlive a SIGKILL of ours`)
+  const argv = bound ? boundArgv(command, args, process.pid) : [command, ...args]
   const child = spawn(argv[0], argv.slice(1), { env, stdio, detached: opts.group === true })
   return track(child, opts.group === true)
+}
+
+export interface Finished {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs a short command bound to our life (as spawnChild), to its end; rejects only where it
+ *  cannot be started. For commands that write disk 0 (zeroing it), which get its lock. */
+export function runBound(command: string, args: string[], extraFds: number[] = []): Promise<Finished> {
+  const child = spawnChild(command, args, { stdio: ['ignore', 'pipe', 'pipe'], extraFds })
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', (b: Buffer) => (stdout += b))
+  child.stderr!.on('data', (b: Buffer) => (stderr += b))
+  return new Promise((resolve, reject) => {
+    child.once('error', reject)
+    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
+  })
 }

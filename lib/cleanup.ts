@@ -101,9 +101,18 @@ export async function stopGroup(child: ChildProcess): Promise<boolean> {
   return true
 }
 
+let stoppingNow = false
+
+/** Whether the script is being stopped: a writer must not write disk 0 any more (the
+ *  cleanups are about to release its lock). */
+export function stopping(): boolean {
+  return stoppingNow
+}
+
 /** Stops every child (SIGTERM, SIGKILL after 10 s), and whatever is left of their
  *  process groups once their leaders are gone. */
 export function stopChildren(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  stoppingNow = true
   const waits = [...children].map(
     ([child, group]) =>
       new Promise<void>((resolve) => {

@@ -5,7 +5,7 @@
 // A lock file may be removed by whoever holds it exclusively: a lock taken on a file that
 // was removed meanwhile is dropped and taken again on the path's new file.
 import { constants } from 'node:fs'
-import { open, stat, unlink, type FileHandle } from 'node:fs/promises'
+import { lstat, open, stat, unlink, type FileHandle } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { spawnChild } from './child.js'
 import { Failure } from './errors.js'
@@ -31,22 +31,30 @@ export interface LockOptions {
 
 const OPEN_FLAGS = constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK
 
-/** Opens the lock file: a regular file of ours, never a link, FIFO or device someone put there. */
+/** Opens the lock file: a regular file of ours, never a link, FIFO or device someone put
+ *  there (such a file is removed, if the path still names it, and made anew). */
 async function openLockFile(path: string, opts: LockOptions): Promise<FileHandle> {
-  for (let attempt = 0; ; attempt++) {
+  for (let attempt = 0; attempt < 5; attempt++) {
     const fh = await open(path, OPEN_FLAGS, 0o600).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ELOOP' && attempt === 0) return null // a symlink: removed below
+      if (err.code === 'ELOOP') return null // a symlink
       throw new Failure(`${opts.where}: the lock file ${basename(path)} cannot be created (${describeFsError(err)})`, opts.hint)
     })
-    if (fh) {
-      const st = await fh.stat()
+    const st = fh ? await fh.stat() : null
+    if (fh && st) {
+      if (st.nlink === 0) {
+        await fh.close() // removed by its holder meanwhile: the path's new file is the lock
+        continue
+      }
       if (st.isFile() && st.uid === (process.getuid?.() ?? 0) && st.nlink === 1) return fh
       await fh.close()
     }
-    if (attempt > 0) throw new Failure(`the lock file ${path} is not a file of ours and keeps coming back`, opts.hint)
-    debug(`${path} is not a lock file of ours: removed`)
-    await unlink(path)
+    const now = await lstat(path).catch(() => null)
+    if (now && (st ? now.ino === st.ino && now.dev === st.dev : now.isSymbolicLink())) {
+      debug(`${path} is not a lock file of ours: removed`)
+      await unlink(path).catch(() => undefined)
+    }
   }
+  throw new Failure(`${opts.where}: the lock file ${basename(path)} is not a file of ours and keeps coming back`, opts.hint)
 }
 
 /** The error's code with what it means where that is not obvious. */

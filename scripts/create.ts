@@ -59,7 +59,7 @@ INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
     if (!result) throw new Error('the image was not written')
     info(`wrote ${formatBytes(result.bytes)} to disk 0 in ${result.seconds.toFixed(1)} s (${(result.bytes / result.seconds / 1e6).toFixed(1)} MB/s), synced`)
 
-    const ran = await runHooks(hooks, { ...process.env, ...config.vars }, () => blockDeviceFor(target))
+    const ran = await runHooks(hooks, { ...process.env, ...config.vars }, () => blockDeviceFor(target), lock.fd)
     info(`done: ${ganeti.instanceName} installed from ${file.label}${ran ? `, ${ran} hook(s) run` : ''}`)
   },
 })

@@ -32,6 +32,9 @@ export interface Decoded {
 // (134 MiB, of 150) for 2.2-2.3 s instead of 2.7-3.3 s with 128 KiB
 const GZIP_CHUNK = 1 << 20
 const GZIP_STREAM_CHUNK = 512 << 10
+/** What xz, zstd, bzip2, lbzip2 and pbzip2 say of input they cannot decode. */
+const DECODE_ERROR = /corrupt|unexpected end|ends unexpectedly|premature end|truncat|format|magic|integrity|crc|checksum|header|data error|decod|trailing garbage|not compressed|unsupported|invalid/i
+
 export const CORRUPT_HINT = 'the image file is corrupt or truncated: download or copy it again, and check image_type'
 
 /** A decompressor's own last words: zstd's -v banner ("*** Zstandard CLI ...") and blank
@@ -56,21 +59,37 @@ export function decompressorFor(codec: 'bzip2' | 'xz' | 'zstd'): string[] {
   return [findTool(['lbzip2', 'pbzip2', 'bzip2']), '-dc']
 }
 
+const PACKAGE = { xz: 'xz-utils', bzip2: 'bzip2', zstd: 'zstd' } as const
+
+/** A tool that is not there, or will not start, is the node's failure, never the image's:
+ *  a good cache entry must not be dropped for it. */
+function notStarted(tool: string, codec: keyof typeof PACKAGE, why: string): Failure {
+  return new Failure(`${tool} could not be started (${why})`, `install it (apt-get install ${PACKAGE[codec]})`)
+}
+
+/** Runs a tool that reads the image's header; its failure to read it is the image's. */
+async function readHeader(codec: 'xz' | 'zstd', args: string[]): Promise<{ stdout: string }> {
+  const tool = findTool([codec])
+  if (!tool.startsWith('/')) throw notStarted(codec, codec, 'not installed')
+  const out = await $`${tool} ${args}`.quiet().nothrow()
+  if (out.exitCode === 126 || out.exitCode === 127) throw notStarted(tool, codec, `exit ${out.exitCode}`)
+  // zstd says some errors on stdout ("not compressed by zstd"), others on stderr
+  if (out.exitCode !== 0) throw new ImageError(`${codec} cannot read the image (${lastMessage(out.stderr) ?? lastMessage(out.stdout) ?? `exit ${out.exitCode}`})`, CORRUPT_HINT)
+  return out
+}
+
 /** The uncompressed size where the format records it (raw, xz); undefined otherwise. */
 export async function decodedSize(path: string, codec: Codec, fileSize: number): Promise<number | undefined> {
   if (codec === 'raw') return fileSize
   if (codec === 'xz') {
-    const out = await $`xz --robot --list ${path}`.quiet().nothrow()
-    if (out.exitCode !== 0) throw new ImageError(`xz cannot read the image (${lastMessage(out.stderr) ?? `exit ${out.exitCode}`})`, CORRUPT_HINT)
+    const out = await readHeader('xz', ['--robot', '--list', path])
     const totals = out.stdout.split('\n').find((l) => l.startsWith('totals\t'))
     const size = totals ? Number(totals.split('\t')[4]) : NaN
     return Number.isFinite(size) ? size : undefined
   }
   if (codec === 'zstd') {
     // recorded in the frame header when zstd compressed a file (not a pipe)
-    const out = await $`zstd -lv ${path}`.quiet().nothrow()
-    // zstd says some errors on stdout ("not compressed by zstd"), others on stderr
-    if (out.exitCode !== 0) throw new ImageError(`zstd cannot read the image (${lastMessage(out.stderr) ?? lastMessage(out.stdout) ?? `exit ${out.exitCode}`})`, CORRUPT_HINT)
+    const out = await readHeader('zstd', ['-lv', path])
     const m = /Decompressed Size:.*\((\d+) B\)/.exec(out.stdout)
     return m ? Number(m[1]) : undefined
   }
@@ -176,14 +195,17 @@ export function startDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number 
   })
   const name = tool.split('/').pop()
   const finished = new Promise<void>((resolve, reject) => {
-    child.once('error', (err) => reject(new Failure(`${tool} could not be started (${err.message})`, `install it (apt-get install ${{ xz: 'xz-utils', bzip2: 'bzip2', zstd: 'zstd' }[codec]})`)))
+    child.once('error', (err) => reject(notStarted(tool, codec, err.message)))
     child.once('close', (code, signal) => {
       if (code === 0) return resolve()
       const last = lastMessage(errText.join('')) ?? (signal ? `killed by ${signal}` : `exit ${code}`)
-      // writing disk 0 itself, its write errors are the disk's, not the image's
-      if (output !== 'pipe' && /write error|seek/i.test(last)) reject(new Failure(`${name} could not write disk 0 (${last})`, 'check the disk and the free space of the node\'s file storage'))
-      else if (signal) reject(new Failure(`${name} was stopped (${signal})`, 'see the messages above'))
-      else reject(new ImageError(`${name} failed to decompress the image (${last})`, CORRUPT_HINT))
+      if (signal) reject(new Failure(`${name} was stopped (${signal})`, 'see the messages above'))
+      else if (code === 126 || code === 127) reject(notStarted(tool, codec, last))
+      // only what the decompressor says of its input is the image's fault (and drops a
+      // cache entry); writing disk 0 itself, anything else is the disk's
+      else if (DECODE_ERROR.test(last)) reject(new ImageError(`${name} failed to decompress the image (${last})`, CORRUPT_HINT))
+      else if (output !== 'pipe') reject(new Failure(`${name} could not write disk 0 (${last})`, 'check the disk and the free space of the node\'s file storage'))
+      else reject(new Failure(`${name} failed (${last})`, CORRUPT_HINT))
     })
   })
   finished.catch(() => undefined)

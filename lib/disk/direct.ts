@@ -6,7 +6,7 @@
 // Only where the uncompressed size is known first (xz's index, zstd's frame header), so
 // that an image larger than the disk is refused before anything is written.
 import { open, readFile, type FileHandle } from 'node:fs/promises'
-import { Failure } from '../errors.js'
+import { ImageError } from '../errors.js'
 import { defer, type Deferred } from '../cleanup.js'
 import { startDecompressor } from './decode.js'
 import { debug, info } from '../log.js'
@@ -67,7 +67,7 @@ export async function decompressOntoFile(path: string, codec: 'xz' | 'zstd', siz
     const written = codec === 'xz' ? (await fh.stat()).size : await offsetOf(fh.fd)
     debug(`${codec} wrote ${written} bytes, ${size} expected`)
     if (written !== undefined && written !== size) {
-      throw new Failure(`the image gave ${written} bytes where its header announced ${size}`, 'the image file is corrupt: download or copy it again')
+      throw new ImageError(`the image gave ${written} bytes where its header announced ${size}`, 'the image file is corrupt: download or copy it again')
     }
     await restore.run()
     await writeback.finish()

@@ -5,6 +5,7 @@ import { open, readFile, stat, type FileHandle } from 'node:fs/promises'
 import { $ } from 'zx/core'
 import { Failure } from '../errors.js'
 import { defer } from '../cleanup.js'
+import { runBound } from '../child.js'
 import { debug, formatBytes, info } from '../log.js'
 
 export interface TargetDisk {
@@ -89,17 +90,20 @@ async function writeZeroesSupported(rdev: number): Promise<boolean> {
 export async function zeroCheaply(target: TargetDisk, length: number): Promise<boolean> {
   if (target.knownZero) return true
   const len = Math.min(target.size, Math.ceil(length / 4096) * 4096)
-  try {
-    if (target.kind === 'file') {
-      await $`fallocate --punch-hole --keep-size --offset 0 --length ${len} ${target.path}`.quiet()
-    } else if (await writeZeroesSupported(target.rdev)) {
-      await $`blkdiscard --zeroout --offset 0 --length ${len} ${target.path}`.quiet()
-    } else {
-      debug('disk 0 cannot zero ranges cheaply: every block is written')
-      return false
-    }
-  } catch (err) {
-    info(`zeroing disk 0 first failed (${(err as Error).message.split('\n')[0]}): every block is written`)
+  // they write disk 0: bound to our life and holding its lock, as every writer of it
+  const range = ['--offset', '0', '--length', String(len), target.path]
+  let argv: [string, string[]]
+  if (target.kind === 'file') argv = ['fallocate', ['--punch-hole', '--keep-size', ...range]]
+  else if (await writeZeroesSupported(target.rdev)) argv = ['blkdiscard', ['--zeroout', ...range]]
+  else {
+    debug('disk 0 cannot zero ranges cheaply: every block is written')
+    return false
+  }
+  debug(`running ${argv[0]} ${argv[1].join(' ')}`)
+  const done = await runBound(argv[0], argv[1], target.lockFd !== undefined ? [target.lockFd] : []).catch((err: Error) => ({ code: null, signal: null, stderr: err.message }))
+  if (done.signal) throw new Failure(`zeroing disk 0 was stopped (${done.signal})`, 'see the messages above')
+  if (done.code !== 0) {
+    info(`zeroing disk 0 first failed (${done.stderr.trim().split('\n')[0] || (done.signal ?? `exit ${done.code}`)}): every block is written`)
     return false
   }
   info(`zeroed ${formatBytes(len)} of disk 0 (${target.kind === 'file' ? 'hole punched' : 'BLKZEROOUT'}): zero blocks of the image need no writing`)

@@ -4,6 +4,7 @@
 import type { FileHandle } from 'node:fs/promises'
 import { Failure } from '../errors.js'
 import { debug, formatBytes, info } from '../log.js'
+import { stopping } from '../cleanup.js'
 import type { TargetDisk } from './target.js'
 
 export const BLOCK = 4 << 20
@@ -98,10 +99,12 @@ export async function writeStream(source: ByteSource, target: TargetDisk, fh: Fi
   let inFlight: Promise<unknown> = Promise.resolve()
   const writeback = new Writeback(fh, target)
 
-  const write = (buf: Buffer, start: number, end: number, at: number) =>
-    fh.write(buf, start, end - start, at).catch((err: NodeJS.ErrnoException) => {
+  const write = async (buf: Buffer, start: number, end: number, at: number) => {
+    if (stopping()) throw new Failure('writing disk 0 was stopped', 'see the messages above')
+    return fh.write(buf, start, end - start, at).catch((err: NodeJS.ErrnoException) => {
       throw new Failure(`writing disk 0 (${target.path}) failed at byte ${at} (${err.code ?? err.message})`, 'check the disk and the node\'s kernel log')
     })
+  }
 
   for (;;) {
     const buf = buffers[current]

@@ -3,7 +3,7 @@
 // underscores and hyphens, in C-locale lexical order. Unlike the original provider, every
 // file that is passed over is named in the log.
 import { constants } from 'node:fs'
-import { access, readdir, stat } from 'node:fs/promises'
+import { access, open, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Failure } from '../errors.js'
 import { stopGroup } from '../cleanup.js'
@@ -73,9 +73,24 @@ export async function planHooks(dir: string): Promise<HookPlan> {
   return { dir, run }
 }
 
+/** Whether a hook can be run as it is: a #! line or a program (dash, through which hooks
+ *  start, would run anything else as a shell script; run-parts would refuse it). */
+async function startable(path: string): Promise<boolean> {
+  const fh = await open(path, 'r')
+  try {
+    const head = Buffer.alloc(4)
+    const { bytesRead } = await fh.read(head, 0, 4, 0)
+    return (bytesRead >= 2 && head[0] === 0x23 && head[1] === 0x21) || (bytesRead === 4 && head.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46])))
+  } finally {
+    await fh.close()
+  }
+}
+
 /** Runs the planned hooks; `device` gives TARGET_DISK_DEVICE, asked only if a hook will run.
- *  Each runs in a process group of its own, and what it leaves running is stopped. */
-export async function runHooks(plan: HookPlan, env: NodeJS.ProcessEnv, device: () => Promise<string>): Promise<number> {
+ *  Each runs in a process group of its own, and what it leaves running is stopped. They
+ *  get disk 0's lock as fd 3 (`lockFd`): should create be killed, whatever a hook started
+ *  keeps the disk locked until it is gone. */
+export async function runHooks(plan: HookPlan, env: NodeJS.ProcessEnv, device: () => Promise<string>, lockFd?: number): Promise<number> {
   const { dir, run } = plan
   if (run.length === 0) return 0
   const hookEnv = { ...env, TARGET_DISK_DEVICE: await device() }
@@ -83,7 +98,8 @@ export async function runHooks(plan: HookPlan, env: NodeJS.ProcessEnv, device: (
     const path = join(dir, name)
     info(`running hook ${name}`)
     const start = Date.now()
-    const child = spawnChild(path, [], { env: hookEnv, stdio: ['ignore', 'inherit', 'inherit'], group: true })
+    if (!(await startable(path))) throw new Failure(`hook ${name} could not be started (it has no #! line and is no program)`, `add a #! line such as #!/bin/sh to ${path}`)
+    const child = spawnChild(path, [], { env: hookEnv, stdio: ['ignore', 'inherit', 'inherit'], group: true, extraFds: lockFd !== undefined ? [lockFd] : [] })
     const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
       child.once('error', (err) => reject(new Failure(`hook ${name} could not be started (${err.message})`, `check its #! line and permissions in ${dir}`)))
       child.once('close', (code, signal) => resolve({ code, signal }))

@@ -3,6 +3,8 @@
 // read it the same way (`set -a; . FILE`) and take back every variable it set.
 import type { Readable } from 'node:stream'
 import { spawnChild } from '../child.js'
+import { stopGroup } from '../cleanup.js'
+import { info } from '../log.js'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Failure } from '../errors.js'
@@ -90,14 +92,22 @@ async function sourceWithBash(file: string, env: NodeJS.ProcessEnv): Promise<Rec
   ;(child.stdio[3] as Readable).on('data', (b: Buffer) => out.push(b))
   child.stdout!.on('data', (b: Buffer) => log.push(b))
   child.stderr!.on('data', (b: Buffer) => log.push(b))
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()))
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject)
-    child.once('close', resolve)
+    child.once('exit', resolve)
   })
+  // what it left running (`cmd &`) would keep our pipes open: it is stopped, then the pipes
+  // are read to their end (or given up after 2 s, should something outside the group hold them)
+  if (await stopGroup(child)) info(`the variant config ${file} left processes running: stopped them`)
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)))])
+  clearTimeout(timer)
+  for (const stream of child.stdio) stream?.destroy()
   const said = Buffer.concat(log).toString().trim()
   if (said) process.stderr.write(said + '\n')
   if (code !== 0) {
-    throw new Failure(`the variant config ${file} could not be read by bash (exit ${code}${said ? ': ' + said.split('\n').pop() : ''})`, 'fix it: it must set variables and end with status 0')
+    throw new Failure(`the variant config ${file} could not be read by bash (${code === null ? 'killed' : `exit ${code}`}${said ? ': ' + said.split('\n').pop() : ''})`, 'fix it: it must set variables and end with status 0')
   }
   const vars = parseEnvDump(Buffer.concat(out).toString())
   if (Object.keys(vars).length === 0) {

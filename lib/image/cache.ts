@@ -45,6 +45,10 @@ const STORAGE_HINT = "point the variant's IMAGE_STORAGE at a directory of root's
 /** Filesystem timestamps come from a clock that may lag Date.now() by a tick. */
 const CLOCK_SLACK_MS = 1000
 
+/** Expiry leaves entries this young alone, whatever DOWNLOAD_CACHE_MAX_DAYS says: the create
+ *  that stored one lets go of its lock for a moment before it reads it. */
+const EXPIRY_GRACE_MS = 10 * 60 * 1000
+
 const ourUid = () => process.getuid?.() ?? 0
 
 /** mkdir -p that reports the real cause: Node's recursive mkdir says ENOENT where a
@@ -108,7 +112,8 @@ export async function expireEntries(dir: string, maxDays: number, now = Date.now
   }
   for (const [key, item] of byKey) {
     const st = item.entry ? await lstat(join(dir, item.entry)).catch(() => null) : null
-    const expired = st !== null && isExpired(st.mtimeMs, now, maxDays)
+    // an entry that another create has just stored is about to be read by it
+    const expired = st !== null && isExpired(st.mtimeMs, now, maxDays) && now - st.mtimeMs >= EXPIRY_GRACE_MS
     if (item.entry && !expired && item.temps.length === 0) continue
     const lock = await acquireLock(join(dir, lockName(key)), 'exclusive', { wait: false, where: `IMAGE_STORAGE ${dir}`, hint: STORAGE_HINT })
     if (!lock) {
@@ -213,6 +218,9 @@ async function downloadToTemp(dir: string, key: string, download: (fh: FileHandl
       await fh.datasync().catch((err: unknown) => {
         throw cacheWriteFailure(failedWith(err))
       })
+      // complete now, not at its last write: creates that came during the sync use it
+      const now = new Date()
+      await fh.utimes(now, now)
     }
     await fh.close()
   } catch (err) {

@@ -5,7 +5,7 @@ import type { FileHandle } from 'node:fs/promises'
 import { PassThrough, type Readable } from 'node:stream'
 import { Failure } from '../errors.js'
 import { cacheWriteFailure, failedWith, type DownloadOutcome } from './cache.js'
-import { request, type AgentFor, type Endpoint } from './http.js'
+import { discardBody, request, type AgentFor, type Endpoint } from './http.js'
 import { checkImageHeaders, networkFailure, httpFailure, withRetries } from './http-failure.js'
 import { formatBytes, info, redact } from '../log.js'
 
@@ -78,6 +78,7 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
       throw networkFailure(url, err, endpoint)
     } finally {
       exchange.done()
+      discardBody(exchange.response) // an error answer's connection is closed too
       await tap?.abort()
     }
   })

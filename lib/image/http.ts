@@ -1,7 +1,8 @@
 // HTTP(S) for image downloads and for verify's reachability check: node-fetch with our
 // agents (PROXY for http and https, TLS verified unless -k, curl's timeouts), following
 // redirects ourselves so that each one is checked (http and https only; credentials in
-// a Location are used, as curl does, and never logged; ours go only to the same origin).
+// a Location are used, as curl does, and never logged; ours, and credential headers of
+// CUSTOM_CURL_OPTS, go only to the same origin).
 import http from 'node:http'
 import https from 'node:https'
 import tls from 'node:tls'
@@ -23,6 +24,7 @@ export interface Endpoint {
 const USER_AGENT = 'ganeti-instance-simpleimage'
 const MAX_REDIRECTS = 20
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
+const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization'])
 
 async function loadCa(opts: HttpOptions): Promise<string[] | undefined> {
   const pems: string[] = []
@@ -140,7 +142,9 @@ export async function request(target: URL, endpoint: Endpoint, agentFor: AgentFo
       clean.password = '' // node-fetch refuses URLs with credentials: they go in a header
       const headers: Record<string, string> = { 'User-Agent': USER_AGENT, 'Accept-Encoding': 'identity', ...init.headers }
       if (user) headers.Authorization = basic(user)
-      for (const [name, value] of endpoint.opts.headers) headers[name] = value
+      // -H headers go along, but credentials among them only to our own origin (as curl)
+      const foreign = url.origin !== target.origin
+      for (const [name, value] of endpoint.opts.headers) if (!(foreign && CREDENTIAL_HEADERS.has(name.toLowerCase()))) headers[name] = value
       debug(`${init.method} ${clean.href}${endpoint.proxy ? ' via proxy ' + redact(endpoint.proxy) : ''}`)
       const response = await fetch(clean.href, { method: init.method, headers, agent: agentFor, compress: false, redirect: 'manual', signal: controller.signal })
       if (!REDIRECTS.has(response.status)) {

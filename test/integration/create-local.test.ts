@@ -166,6 +166,15 @@ test('a failing hook fails the create, is named, and the loop device is released
   assert.is(loopsOf(disk), '')
 })
 
+test('a hook without a #! line is not run as a shell script: it fails the create, named', async () => {
+  const marker = join(ws.dir, 'no-shebang-ran')
+  const v = variant(ws, 'noshebang', '', { '10-plain': `touch ${marker}\n` })
+  const r = await runAction(ws, 'create', env({ OS_VARIANT: v, OSP_IMAGE: img.raw, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'noshebang.img') }))
+  assert.is(r.code, 1, r.output)
+  assert.match(r.lastLine, /^create failed: hook 10-plain could not be started \(it has no #! line and is no program\)/)
+  assert.not.ok(existsSync(marker), 'it ran')
+})
+
 test('SIGTERM during a hook: the hook is stopped, the loop device released, exit 143', async () => {
   const v = variant(ws, 'slowhook', '', { '10-sleep': '#!/bin/sh\necho sleeping\nexec sleep 30\n' })
   const disk = sparseDisk(ws.dir, 'slowhook.img')
@@ -187,7 +196,7 @@ test('DEBUG_LEVEL=1 logs the steps and commands; INSTANCE_REINSTALL=1 is noted',
   assert.match(r.output, /reinstalling inst1\.example\.org .*INSTANCE_REINSTALL=1/)
   assert.match(r.output, /\[debug\] running \/usr\/bin\/xz -dc -T0/)
   assert.match(r.output, /\[debug\] disk 0: \/dev\/loop\d+ block/)
-  assert.match(r.output, /\[debug\] running xz --robot --list /)
+  assert.match(r.output, /\[debug\] running \/usr\/bin\/xz --robot --list /)
   assert.match(r.output, /\[debug\] pipe on descriptor \d+ enlarged to 1048576 bytes/)
   assert.match(r.output, /\[debug\] disk 0 flushed in \d+\.\d\d s/)
 })

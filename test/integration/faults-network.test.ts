@@ -71,6 +71,23 @@ test('a redirect to a URL with credentials: they are used, and shown nowhere', a
   assert.is(auth?.headers.authorization, 'Basic ' + Buffer.from('u:p@ss').toString('base64'))
 })
 
+test('a redirect to another origin: -H headers go along, but not credentials (Authorization, Cookie)', async () => {
+  const other = await startHttpServer({ root: ws.dir })
+  try {
+    const v = variant(ws, 'foreign-redirect', `CUSTOM_CURL_OPTS="-H 'Authorization: Bearer s3cret' -H 'Cookie: id=s3cret' -H 'X-Token: t0k'"\n`)
+    const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/to/' + encodeURIComponent(other.url('/small.raw'))), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'fr.img') })
+    assert.is(r.code, 0, r.output)
+    const first = web.requests.filter((q) => q.path.startsWith('/to/')).pop()!
+    const second = other.requests.find((q) => q.path === '/small.raw')!
+    assert.is(first.headers.authorization, 'Bearer s3cret')
+    assert.is(second.headers['x-token'], 't0k')
+    assert.is(second.headers.authorization, undefined, 'the credentials went to another origin')
+    assert.is(second.headers.cookie, undefined, 'the cookie went to another origin')
+  } finally {
+    await other.close()
+  }
+})
+
 test('a redirect to file://, and a bad %-escape in URL credentials, are refused with a one-line cause', async () => {
   const r = await create({ OS_VARIANT: variant(ws, 'to-file'), OSP_IMAGE: web.url('/to/' + encodeURIComponent('file:///etc/passwd')), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'tf.img') })
   saidProperly(r, 'file://')

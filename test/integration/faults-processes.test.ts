@@ -99,6 +99,15 @@ for (const [what, makeVariant, running] of stoppedWhile) {
   })
 }
 
+test('a variant config that leaves a process running (holding its output): it is stopped, create goes on', async () => {
+  const v = variant(ws, 'leaky-config', `tail -s ${mark(96)} -f /dev/null &\n`)
+  const r = await runAction(ws, 'create', env({ OS_VARIANT: v, OSP_IMAGE: img.raw, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'leak-cfg.img') }), { timeoutMs: 30_000 })
+  assert.not.ok(r.timedOut, 'create hung on the config\'s leftover')
+  assert.is(r.code, 0, r.output)
+  assert.match(r.output, /the variant config .*leaky-config\/config left processes running: stopped them/)
+  assert.equal(liveProcesses(mark(96)), [])
+})
+
 test('a hook that succeeds but leaves processes running: they are stopped, and the log says so', async () => {
   const v = variant(ws, 'leaky-hook', '', { '10-leak': `#!/bin/sh\ntail -s ${mark(95)} -f /dev/null > /dev/null 2>&1 &\nexit 0\n` })
   const r = await runAction(ws, 'create', env({ OS_VARIANT: v, OSP_IMAGE: img.raw, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'leak.img') }))
