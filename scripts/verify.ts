@@ -3,6 +3,7 @@
 // change it passes a partial set: what is present is checked, what is absent is not.
 import { readGanetiEnv } from '../lib/ganeti/ganeti-env.js'
 import { CODEC_NAMES, detectCodec, parseImage, parseImageType, type Codec } from '../lib/ganeti/params.js'
+import { parseAuthorizedKeys, parseNameservers, parseSearchDomains, parseUserData } from '../lib/ganeti/hook-params.js'
 import { readVariantConfig } from '../lib/ganeti/variant-config.js'
 import { parseCurlOpts } from '../lib/image/curl-opts.js'
 import { checkLocalImage } from '../lib/image/source.js'
@@ -10,7 +11,7 @@ import { checkQemuImg } from '../lib/disk/qcow2.js'
 import { makeAgents } from '../lib/image/http.js'
 import { fetchHead, probeUrl } from '../lib/image/probe.js'
 import { detectFileCodec } from '../lib/disk/decode.js'
-import { formatBytes, info } from '../lib/log.js'
+import { formatBytes, info, redact } from '../lib/log.js'
 import { runScript } from '../lib/main.js'
 
 const URL_TIMEOUT_MS = 8000
@@ -20,12 +21,26 @@ async function reportDetected(codec: Codec): Promise<void> {
   if (codec === 'qcow2') await checkQemuImg()
 }
 
+/** The parameters of the example hooks (example-hooks/): values are not logged, counts are. */
+async function checkHookParams(params: Record<string, string>): Promise<void> {
+  if (params.ssh_authorized_keys !== undefined) info(`ssh_authorized_keys: ${parseAuthorizedKeys(params.ssh_authorized_keys).length} key(s): ok`)
+  if (params.dns_nameservers !== undefined) info(`dns_nameservers: ${parseNameservers(params.dns_nameservers).join(' ') || '(none)'}: ok`)
+  if (params.dns_search !== undefined) info(`dns_search: ${parseSearchDomains(params.dns_search).join(' ') || '(none)'}: ok`)
+  if (params.user_data !== undefined && params.user_data.trim() !== '') {
+    const ref = parseUserData(params.user_data)
+    // a URL is fetched by the hook at create time, through the variant's proxy
+    if (ref.kind === 'path') info(`user_data: readable file of ${formatBytes((await checkLocalImage(ref.path, 'user_data')).size)}: ok`)
+    else info(`user_data: URL ${redact(ref.url.href)}: ok (fetched when the instance is created)`)
+  }
+}
+
 runScript({
   name: 'verify',
   usage: `usage: verify parameters
-Run by Ganeti (OS API 20) to check the OS parameters image= and image_type= before an
-instance is created or reinstalled: a known image type, qemu-img for qcow2, a readable
-local image file or an image URL that answers within ${URL_TIMEOUT_MS / 1000} seconds.`,
+Run by Ganeti (OS API 20) to check the OS parameters before an instance is created or
+reinstalled: image= and image_type= (a known image type, qemu-img for qcow2, a readable
+local image file or an image URL that answers within ${URL_TIMEOUT_MS / 1000} seconds), and the example
+hooks' ssh_authorized_keys=, user_data=, dns_nameservers= and dns_search=.`,
   argv: [['parameters']],
   async run() {
     const ganeti = readGanetiEnv(process.env)
@@ -33,6 +48,7 @@ local image file or an image URL that answers within ${URL_TIMEOUT_MS / 1000} se
     const imageType = parseImageType(typeText)
     if (imageType === 'qcow2') await checkQemuImg()
     if (imageType !== 'auto') info(`image_type ${typeText}: ok`)
+    await checkHookParams(ganeti.params)
     if (imageText === undefined) {
       info(`image is not set: nothing more to check (a partial parameter set, such as cluster-wide defaults; create needs image=)`)
       return

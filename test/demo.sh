@@ -2,8 +2,9 @@
 # The quick-start demo: installs what is needed, builds the provider, makes a small sample
 # disk image (partition table + ext4 holding /etc/hostname, made without root privileges),
 # serves it xz-compressed on 127.0.0.1 and runs the installed `create` the way Ganeti
-# does onto sparse disk files: from the URL (cache miss), then again (cache hit), with the
-# example hostname hook. Everything lives in a temporary directory removed at the end.
+# does onto sparse disk files twice its size: from the URL (cache miss), then again (cache
+# hit), with the example hooks installed as an operator does (the root grown to the disk,
+# the hostname set). Everything lives in a temporary directory removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -24,12 +25,13 @@ trap cleanup EXIT
 say "making a 64 MiB sample image (sfdisk + mke2fs -d, as user nobody)"
 mkdir -p "$DEMO/www" "$DEMO/rootfs/etc"
 echo "sample" > "$DEMO/rootfs/etc/hostname"
+printf 'PRETTY_NAME="a sample image"\nID=debian\n' > "$DEMO/rootfs/etc/os-release"
 chmod -R a+rX "$DEMO"; chown nobody "$DEMO/www"
 setpriv --reuid=nobody --regid=nogroup --clear-groups bash -c '
   set -e; img=$1/www/sample.img
   truncate -s 64M "$img"
   printf "label: dos\nstart=2048, type=83\n" | sfdisk -q "$img"
-  mke2fs -q -F -t ext4 -d "$1/rootfs" -E offset=1048576 "$img" 63M
+  mke2fs -q -F -t ext4 -U 6d656d6f-2d73-6169-6d70-6c652d726f6f -d "$1/rootfs" -E offset=1048576 "$img" 63M
   xz -T0 -k "$img"' _ "$DEMO"
 ls -l "$DEMO/www"
 
@@ -43,7 +45,7 @@ URL="http://127.0.0.1:$PORT/sample.img.xz"
 say "installing the OS provider into $DEMO/os/simpleimage (config in $DEMO/etc)"
 npm run --silent install-os -- --os-dir "$DEMO/os/simpleimage" --config-dir "$DEMO/etc"
 echo "IMAGE_STORAGE=$DEMO/cache" >> "$DEMO/etc/default/config"
-install -m 755 example-hooks/hostname "$DEMO/etc/default/hooks/10-hostname"
+cp -a example-hooks/. "$DEMO/etc/default/hooks/"   # the helper common.sh goes along
 
 create() { # instance name, disk file: runs create as Ganeti 3.0 would (clean env, its PATH, cwd)
   truncate -s 128M "$2"
@@ -53,12 +55,15 @@ create() { # instance name, disk file: runs create as Ganeti 3.0 would (clean en
     OSP_IMAGE="$URL" OSP_IMAGE_TYPE=raw+xz SIMPLEIMAGE_CONFIG_DIR="$DEMO/etc" ./create)
 }
 check() { # instance name, disk file
-  # the hook edited the filesystem, so compare the partition table area byte for byte
-  cmp -n 1048576 "$2" "$DEMO/www/sample.img" >/dev/null || { echo "demo: FAILED: $2 does not start with the image"; exit 1; }
-  sfdisk -d "$2" | grep -q 'start=        2048' || { echo "demo: FAILED: no partition table on $2"; exit 1; }
+  # the image's filesystem, grown by 10-grow-root with its partition to the end of the disk
+  sfdisk -d "$2" | grep -q 'start=        2048, size=      260096, type=83' || { echo "demo: FAILED: partition 1 of $2 does not span the disk: $(sfdisk -d "$2" | tail -n 1)"; exit 1; }
+  debugfs -R stats "$2?offset=1048576" 2>/dev/null | grep -q 'Filesystem UUID: *6d656d6f-2d73-6169-6d70-6c652d726f6f' || { echo "demo: FAILED: $2 does not hold the image's filesystem"; exit 1; }
+  local stats fs; stats=$(debugfs -R stats "$2?offset=1048576" 2>/dev/null)
+  fs=$(( $(sed -n 's/^Block count: *//p' <<<"$stats") * $(sed -n 's/^Block size: *//p' <<<"$stats") ))
+  [ "$fs" -gt $((120 << 20)) ] || { echo "demo: FAILED: the filesystem on $2 was not grown ($fs bytes)"; exit 1; }
   local host; host=$(debugfs -R 'cat /etc/hostname' "$2?offset=1048576" 2>/dev/null)
   [ "$host" = "${1%%.*}" ] || { echo "demo: FAILED: /etc/hostname is '$host', not '${1%%.*}'"; exit 1; }
-  say "$2 holds the image's partition table and filesystem, and the hook set /etc/hostname to '$host'"
+  say "$2 holds the image's filesystem, grown with its partition to the disk's end ($((fs >> 20)) MiB), and /etc/hostname is '$host'"
 }
 
 say "create #1: web1.example.org from $URL (expect a cache miss)"

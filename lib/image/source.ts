@@ -41,20 +41,21 @@ async function ganetiStorageDirs(): Promise<string[]> {
   return text.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('/'))
 }
 
-/** Checks a local image path: it must resolve to a readable regular file outside the
- *  directories where devices, Ganeti state and instance disks live. */
-export async function checkLocalImage(path: string): Promise<{ path: string; size: number }> {
+/** Checks a local image path (or another file root reads for the instance, `what`): it
+ *  must resolve to a readable regular file outside the directories where devices, Ganeti
+ *  state and instance disks live. */
+export async function checkLocalImage(path: string, what = 'the image'): Promise<{ path: string; size: number }> {
   const real = await realpath(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') throw new Failure(`the image ${path} does not exist on this node`, 'copy it to the same path on every node, or use an http(s) URL')
-    throw new Failure(`the image ${path} cannot be resolved (${err.code})`, 'check the path and its permissions')
+    if (err.code === 'ENOENT') throw new Failure(`${what} ${path} does not exist on this node`, 'copy it to the same path on every node, or use an http(s) URL')
+    throw new Failure(`${what} ${path} cannot be resolved (${err.code})`, 'check the path and its permissions')
   })
   const why = forbiddenImagePath(real, await ganetiStorageDirs())
-  if (why) throw new Failure(`the image ${path} is refused because ${why}${real !== path ? ` (it resolves to ${real})` : ''}`, 'keep images in a directory of their own, such as /srv/images')
+  if (why) throw new Failure(`${what} ${path} is refused because ${why}${real !== path ? ` (it resolves to ${real})` : ''}`, 'keep images in a directory of their own, such as /srv/images')
   const st = await stat(real)
-  if (!st.isFile()) throw new Failure(`the image ${path} is not a regular file`, 'give the path of an image file (devices and directories are refused)')
-  if (st.size === 0) throw new ImageError(`the image ${path} is empty (0 bytes)`, 'an empty image would leave disk 0 as it was: give the path of the image itself')
+  if (!st.isFile()) throw new Failure(`${what} ${path} is not a regular file`, 'give the path of a file (devices and directories are refused)')
+  if (st.size === 0) throw new ImageError(`${what} ${path} is empty (0 bytes)`, what === 'the image' ? 'an empty image would leave disk 0 as it was: give the path of the image itself' : 'give the path of the file itself')
   await access(real, constants.R_OK).catch(() => {
-    throw new Failure(`the image ${path} is not readable`, 'check its permissions')
+    throw new Failure(`${what} ${path} is not readable`, 'check its permissions')
   })
   return { path: real, size: st.size }
 }

@@ -107,6 +107,30 @@ test('a partial parameter set (cluster-wide defaults) checks what it has and pas
   assert.is(r.code, 1)
 })
 
+test('the example hooks\' parameters: checked, refused with a message, their values (keys) not logged', async () => {
+  const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk1ZDXeu1x9Gp3z1N0h3m0G5cqxvR5PV5w6PZ7sY5GK me@example.org'
+  writeFileSync(join(ws.dir, 'user-data'), '#cloud-config\n{}\n')
+  const good = await verify({ image: join(ws.dir, 'a.img'), image_type: 'raw', ssh_authorized_keys: `${key};${key.replace('me@', 'you@')}`, dns_nameservers: '192.0.2.53 2001:db8::53', dns_search: 'example.org', user_data: join(ws.dir, 'user-data') })
+  assert.is(good.code, 0, good.output)
+  assert.match(good.output, /ssh_authorized_keys: 2 key\(s\): ok/)
+  assert.not.match(good.output, /AAAAC3Nza/)
+  assert.match(good.output, /user_data: readable file of 17 B: ok/)
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ ssh_authorized_keys: 'AAAA me@host' }, /ssh_authorized_keys is not an OpenSSH public key/],
+    [{ dns_nameservers: '192.0.2.999' }, /dns_nameservers: '192\.0\.2\.999' is not an IPv4 or IPv6 address/],
+    [{ dns_search: 'bad_name' }, /dns_search: 'bad_name' is not a domain name/],
+    [{ user_data: 'relative/user-data' }, /user_data 'relative\/user-data' is neither an absolute path nor an http\(s\) URL/],
+    [{ user_data: join(ws.dir, 'missing-user-data') }, /user_data .*missing-user-data does not exist on this node/],
+    [{ user_data: '/proc/self/environ' }, /user_data \/proc\/self\/environ is refused because it lies under \/proc/],
+  ]
+  for (const [osp, pattern] of cases) {
+    const r = await verify({ image_type: 'raw', ...osp })
+    assert.is(r.code, 1, `${JSON.stringify(osp)}: ${r.output}`)
+    assert.match(r.lastLine, /^verify failed: /)
+    assert.match(r.lastLine, pattern)
+  }
+})
+
 test('qcow2 needs qemu-img: reported when PATH has none', async () => {
   const env = { PATH: '/nonexistent', OS_API_VERSION: '20', OS_VARIANT: 'default', SIMPLEIMAGE_CONFIG_DIR: ws.configDir, OSP_IMAGE_TYPE: 'qcow2' }
   const r = await runAction(ws, 'verify', env)
