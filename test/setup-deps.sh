@@ -1,5 +1,6 @@
 #!/bin/bash
-# Installs what the provider, its demo and its tests need on a Debian 12 machine (as root):
+# Installs what the provider, its demo and its tests need on a Debian 12 machine (as root)
+# (the boot checks: QEMU, mmdebstrap and GRUB's BIOS files to build and boot guest images):
 # Debian packages, Debian's own node 18 beside the system node (to prove the bundles run
 # on it), and the npm packages from package-lock.json. Idempotent.
 set -euo pipefail
@@ -8,7 +9,8 @@ export DEBIAN_FRONTEND=noninteractive
 [ "$(id -u)" = 0 ] || { echo "setup-deps.sh: run as root (apt-get install)" >&2; exit 1; }
 
 PKGS=(bash coreutils util-linux mount fdisk e2fsprogs xz-utils bzip2 gzip lbzip2 zstd
-      qemu-utils openssl tinyproxy python3 curl ca-certificates time lintian)
+      qemu-utils openssl tinyproxy python3 curl ca-certificates time lintian
+      qemu-system-x86 mmdebstrap grub-pc-bin grub2-common dosfstools socat)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 command -v node >/dev/null || missing+=(nodejs)

@@ -48,11 +48,11 @@ matrix() {
 hook() {
   local t=$1 log want got left
   if [ "$HOOK_VARIANT" = 1 ]; then
-    echo "-- the example hook in variant simpleimage+hook ($t)"
+    echo "-- the example hooks in variant simpleimage+hook ($t)"
     if add_check "e2e-$t-hook" "$t" "$IMG/a.raw.xz" raw+xz "" simpleimage+hook "$t, simpleimage+hook, raw+xz"; then
       want=e2e-$t-hook
       log=$(ls -t /var/log/ganeti/os/add-simpleimage+hook-"$INST"-*.log 2>/dev/null | head -n 1)
-      if grep -q 'running hook hostname' "$log" 2>/dev/null && grep -q "hostname hook: /etc/hostname is now $want" "$log"; then
+      if grep -q 'running hook 30-hostname' "$log" 2>/dev/null && grep -q "30-hostname: hostname $want," "$log"; then
         pass "  the hook ran under Ganeti ($t), its output is in the OS log ${log##*/}"
       else
         fail "  the hook's output is not in the OS log ($t):"$'\n'"$(tail_of "$log" 3)"

@@ -71,6 +71,7 @@ existed_before /srv || rmdir /srv 2>/dev/null
 
 # ---------------------------------------------------------------- network, names
 if ip link show "$NET_IF" >/dev/null 2>&1; then ip link del "$NET_IF"; fi
+if ip link show "$VM_NET_IF" >/dev/null 2>&1; then ip link del "$VM_NET_IF"; fi
 "$PYTHON" - "$HOSTS_BEGIN" "$HOSTS_END" "$HOSTS_TAG" <<'PY'
 import sys
 begin, end, tag = sys.argv[1:]
@@ -100,7 +101,7 @@ if [[ $(pkg_status ganeti-instance-simpleimage) == [ir]? ]]; then
   dpkg --purge ganeti-instance-simpleimage >>"$E2E_LOGS/teardown-apt.log" 2>&1 || e2e_log "  (dpkg --purge failed, see $E2E_LOGS/teardown-apt.log)"
 fi
 # the operator-made variant of the suite, if a run stopped before removing it
-rm -rf /etc/ganeti/instance-simpleimage/hook
+rm -rf /etc/ganeti/instance-simpleimage/hook /etc/ganeti/instance-simpleimage/boot
 existed_before /etc/ganeti/instance-simpleimage || rmdir /etc/ganeti/instance-simpleimage/default/hooks /etc/ganeti/instance-simpleimage/default /etc/ganeti/instance-simpleimage 2>/dev/null
 if [ -s "$E2E_STATE/apt-installed.list" ] && [ "${E2E_KEEP_PACKAGES:-0}" != 1 ]; then
   mapfile -t pkgs < <(sort -u "$E2E_STATE/apt-installed.list" | comm -12 - <(installed_packages))

@@ -15,6 +15,7 @@ NET_PREFIX=${NET_PREFIX:-192.0.2}
 NODE_IP=${NODE_IP:-$NET_PREFIX.10}
 CLUSTER_IP=${CLUSTER_IP:-$NET_PREFIX.100}
 DOMAIN=${DOMAIN:-simpleimage-e2e.test}
+VM_NET_IF=${VM_NET_IF:-sie2evm0}                       # the booted guests' bridge: no address, no uplink
 CLUSTER_NAME=${CLUSTER_NAME:-cluster.$DOMAIN}
 VG=${VG:-sie2evg}
 VG_SIZE=${VG_SIZE:-24G}                               # sparse; Ganeti wants >= 20 GiB

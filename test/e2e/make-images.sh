@@ -18,6 +18,7 @@ make_image() {
   local name=$1 size=$2 host=$3 random=$4 tree=$tmp/$1.tree
   mkdir -p "$tree/etc"
   printf '%s\n' "$host" >"$tree/etc/hostname"
+  printf 'ID=debian\n' >"$tree/etc/os-release"   # a Linux root, to the example hooks
   printf 'simpleimage e2e test image %s\n' "$name" >"$tree/marker"
   [ "$random" -eq 0 ] || head -c "$((random << 20))" /dev/urandom >"$tree/data.bin"
   truncate -s "$((size - 1))M" "$tmp/$name.part"

@@ -38,6 +38,7 @@ FAILED=0
 . "$HERE/gnt.sh"
 . "$HERE/machine.sh"
 . "$HERE/checks.sh"
+. "$HERE/boot.sh"
 
 # ---------------------------------------------------------------- finish (trap)
 HTTP_PID=
@@ -49,6 +50,7 @@ finish() {
   phase teardown "teardown (exit status so far: $rc)"
   if [ ${#WORKER_PIDS[@]} -gt 0 ]; then stop_workers "${WORKER_PIDS[@]}"; wait "${WORKER_PIDS[@]}" 2>/dev/null; fi
   if [ -n "$HTTP_PID" ] && kill -0 "$HTTP_PID" 2>/dev/null; then kill "$HTTP_PID"; wait "$HTTP_PID" 2>/dev/null; fi
+  if [ -n "$BOOT_IMAGES_PID" ] && kill -0 "$BOOT_IMAGES_PID" 2>/dev/null; then kill -- "-$BOOT_IMAGES_PID" 2>/dev/null; wait "$BOOT_IMAGES_PID" 2>/dev/null; fi
   E2E_T0=$E2E_T0 E2E_PHASE=teardown bash "$HERE/cluster-teardown.sh" 2>&1 | tee -a "$E2E_LOGS/teardown.log" | grep -v '^\s*$' | sed 's/^/  /'
   cleanup_cache
   [ "$E2E_KEEP_PACKAGES" = 1 ] || cleanup_apt_archives
@@ -84,6 +86,8 @@ if [ -f "$E2E_STATE/active" ]; then
   stop_workers $(cat "$E2E_STATE/worker.pids" 2>/dev/null)
   pid=$(cat "$E2E_STATE/http.pid" 2>/dev/null)
   [ -n "$pid" ] && grep -q 'http\.server' "/proc/$pid/cmdline" 2>/dev/null && kill "$pid"
+  pid=$(cat "$E2E_STATE/guest-images.pid" 2>/dev/null)
+  [ -n "$pid" ] && grep -q 'build-images' "/proc/$pid/cmdline" 2>/dev/null && kill -- "-$pid"
   sleep 1
   bash "$HERE/cluster-teardown.sh" >>"$E2E_LOGS/teardown-earlier-run.log" 2>&1
   cleanup_cache
@@ -98,6 +102,7 @@ for d in /srv/ganeti/os /usr/local/lib/ganeti/os /usr/lib/ganeti/os; do
   [ ! -e "$d/simpleimage" ] || refuse "$d/simpleimage exists and would hide the packaged provider in /usr/share/ganeti/os: remove it first"
 done
 ! ip link show "$NET_IF" >/dev/null 2>&1 || refuse "network interface $NET_IF exists already (set NET_IF=... to use another name)"
+! ip link show "$VM_NET_IF" >/dev/null 2>&1 || refuse "network interface $VM_NET_IF exists already (set VM_NET_IF=... to use another name)"
 command -v node >/dev/null && command -v npm >/dev/null || refuse "node and npm are needed (to build the package)"
 [ -d "$E2E_REPO/node_modules/esbuild" ] || refuse "node_modules is missing: run npm ci first"
 
@@ -216,6 +221,8 @@ BASE=http://127.0.0.1:$PORT/$RUN_ID
 CLOSED_PORT=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 echo "  HTTP server on 127.0.0.1:$PORT (pid $HTTP_PID)"
 url() { echo "$BASE/$1" >>"$E2E_STATE/urls"; echo "$BASE/$1"; }
+# the boot checks' guest images, built (or found in the cache) while the other checks run
+boot_images_start
 
 # ---------------------------------------------------------------- OS
 phase os "gnt-os"
@@ -235,15 +242,15 @@ ADD=(gnt-instance add --no-start --no-ip-check --no-name-check -n "$NODE")
 
 
 # ---------------------------------------------------------------- a second variant
-# As an operator would: a line in variants.list, a config and the example hook in hooks/.
-EXAMPLE_HOOK=/usr/share/doc/ganeti-instance-simpleimage/examples/hooks/hostname
+# As an operator would: a line in variants.list, a config and the example hooks in hooks/.
+EXAMPLES=/usr/share/doc/ganeti-instance-simpleimage/examples/hooks
 HOOK_VARIANT=0
-if [ -f "$EXAMPLE_HOOK" ]; then
+if [ -f "$EXAMPLES/30-hostname" ] && [ -f "$EXAMPLES/common.sh" ]; then
   cp -p "$CONF/variants.list" "$E2E_STATE/variants.list.orig"
   echo hook >>"$CONF/variants.list"
   mkdir -p "$CONF/hook/hooks"
   cp "$CONF/default/config" "$CONF/hook/config"
-  install -m 755 "$EXAMPLE_HOOK" "$CONF/hook/hooks/hostname"
+  cp -a "$EXAMPLES/." "$CONF/hook/hooks/"
   if g os-list-hook gnt-os list && grep -qx 'simpleimage+hook' "$OUT"; then
     pass "gnt-os list shows simpleimage+hook after adding 'hook' to $CONF/variants.list"
     HOOK_VARIANT=1
@@ -251,7 +258,7 @@ if [ -f "$EXAMPLE_HOOK" ]; then
     fail "simpleimage+hook is not listed by gnt-os list:"$'\n'"$(tail_of "$OUT" 4)"
   fi
 else
-  fail "the example hook $EXAMPLE_HOOK is not in the package (example-hooks/hostname)"
+  fail "the example hooks are not in the package ($EXAMPLES: $(ls "$EXAMPLES" 2>/dev/null | tr '\n' ' '))"
 fi
 
 T0=${TEMPLATE_LIST[0]}
@@ -276,11 +283,15 @@ for i in "${!WORKERS[@]}"; do
   FAILED=$((FAILED + $(grep -c '^FAIL:' "$E2E_LOGS/worker-$i.out")))
 done
 
+# ---------------------------------------------------------------- booted instances
+phase boot "instances booted under Ganeti's KVM hypervisor from real Debian 12 images, checked on their serial consoles"
+boot_checks
+
 # ---------------------------------------------------------------- removing the package
 phase remove "dpkg -r and dpkg --purge"
 # undo the operator's changes of the hook test first: the config is untouched again
 if [ -f "$E2E_STATE/variants.list.orig" ]; then cp -p "$E2E_STATE/variants.list.orig" "$CONF/variants.list"; fi
-rm -rf "$CONF/hook"
+rm -rf "$CONF/hook" "$CONF/boot"
 if dpkg -r ganeti-instance-simpleimage >"$E2E_LOGS/dpkg-r.log" 2>&1; then
   status=$(pkg_status ganeti-instance-simpleimage)
   if [ ! -e "$OS_DIR" ] && [ ! -e /usr/share/doc/ganeti-instance-simpleimage ] && [ -f "$CONF/default/config" ] \
