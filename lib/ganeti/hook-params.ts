@@ -17,8 +17,9 @@ export function splitKeys(text: string): string[] {
   return text.split(/[;\n]/).map((k) => k.trim()).filter((k) => k !== '')
 }
 
+/** Items separated by ';' or blanks, as the hooks split them (common.sh, si_words). */
 export function splitWords(text: string): string[] {
-  return text.split(/[;\s]+/).filter((w) => w !== '')
+  return text.split(/[; \t\r\n]+/).filter((w) => w !== '')
 }
 
 /** The keys of ssh_authorized_keys, each checked to be an OpenSSH public key: its type, and

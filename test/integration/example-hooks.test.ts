@@ -23,7 +23,7 @@ test.before(async () => {
 })
 test.after(() => ws.cleanup())
 
-type Kind = 'networkd' | 'cloud' | 'ifupdown' | 'not-linux' | 'hostile'
+type Kind = 'networkd' | 'cloud' | 'ifupdown' | 'not-linux' | 'hostile' | 'bare'
 const sh = (cmd: string, cwd = ws.dir) => execFileSync('bash', ['-c', cmd], { cwd, stdio: ['ignore', 'pipe', 'pipe'] }).toString()
 
 /** A small disk image shaped like the kind's: the root tree made here, then put into a
@@ -56,10 +56,17 @@ function guestImage(kind: Kind): { path: string; rootOffset: number } {
     symlinkSync(join(ws.dir, 'victim-hostname'), join(tree, 'etc/hostname'))
     rmSync(join(tree, 'root'), { recursive: true })
     symlinkSync(join(ws.dir, 'victim-root'), join(tree, 'root'))
+    rmSync(join(tree, 'etc/hosts'))
+    symlinkSync(join(ws.dir, 'victim-secret'), join(tree, 'etc/hosts'))
   }
   const img = join(ws.dir, `guest-${kind}.raw`)
   rmSync(img, { force: true })
   sh(`truncate -s 48M ${img}`)
+  if (kind === 'bare') {
+    // a filesystem on the whole disk, without a partition table
+    sh(`mke2fs -q -F -t ext4 -b 4096 -d ${tree} ${img}`)
+    return { path: img, rootOffset: 0 }
+  }
   const table = kind === 'ifupdown'
     ? 'label: dos\nstart=2048, size=77824, type=83\nstart=79872, size=18432, type=82\n'
     : 'label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="root"\n'
@@ -145,13 +152,13 @@ test('a systemd-networkd image: grown, named, keyed, networked and given a fresh
   assert.is(guestFile(disk, offset, '/etc/ssh/ssh_host_ed25519_key'), null)
   assert.match(guestFile(disk, offset, '/etc/systemd/system/simpleimage-ssh-hostkeys.service')!, /ExecStart=\/usr\/bin\/ssh-keygen -A/)
   assert.ok(guestExists(disk, offset, '/etc/systemd/system/ssh.service.wants/simpleimage-ssh-hostkeys.service'), 'the keygen unit is not wanted by ssh.service')
-  assert.is(guestFile(disk, offset, '/etc/systemd/network/10-ganeti-nic0.network'), [
+  assert.is(guestFile(disk, offset, '/etc/systemd/network/00-ganeti-nic0.network'), [
     "# written by instance-simpleimage's 50-network hook from Ganeti's NIC 0", '[Match]', 'MACAddress=aa:00:00:12:34:56', '', '[Network]',
     'Address=203.0.113.10/24', 'Gateway=203.0.113.1', 'Address=2001:db8:5:0:a800:ff:fe12:3456/64', 'Gateway=2001:db8:5::1',
     'DNS=192.0.2.53', 'DNS=2001:db8::53', 'Domains=example.org', ''].join('\n'))
-  assert.match(guestFile(disk, offset, '/etc/systemd/network/10-ganeti-nic1.network')!, /MACAddress=aa:00:00:65:43:21\n\n\[Network\]\nDHCP=ipv4\n/)
+  assert.match(guestFile(disk, offset, '/etc/systemd/network/00-ganeti-nic1.network')!, /MACAddress=aa:00:00:65:43:21\n\n\[Network\]\nDHCP=ipv4\n/)
   assert.is(guestFile(disk, offset, '/etc/resolv.conf'), 'nameserver 192.0.2.53\nnameserver 2001:db8::53\nsearch example.org\n')
-  assert.match(r.output, /60-cloud-init-seed: the image has no cloud-init: nothing to seed/)
+  assert.match(r.output, /60-cloud-init-seed: the image has no cloud-init that reads a NoCloud seed: nothing to seed/)
 
   // a second run changes nothing that matters and duplicates nothing
   const again = rerunHooks(v, disk)
@@ -174,7 +181,7 @@ test('a cloud-init image: a NoCloud seed, and the hooks that cloud-init replaces
   assert.is(guestFile(disk, offset, `${seed}/network-config`), [
     "# written by instance-simpleimage's 60-cloud-init-seed hook from Ganeti's NIC parameters", 'version: 2', 'ethernets:',
     '  ganeti0:', '    match: {macaddress: "aa:00:00:12:34:56"}', '    addresses: ["203.0.113.10/24", "2001:db8:5:0:a800:ff:fe12:3456/64"]',
-    '    routes: [{to: default, via: "203.0.113.1"}, {to: default, via: "2001:db8:5::1"}]',
+    '    gateway4: "203.0.113.1"', '    gateway6: "2001:db8:5::1"',
     '    nameservers: {addresses: ["192.0.2.53", "2001:db8::53"], search: ["example.org"]}',
     '  ganeti1:', '    match: {macaddress: "aa:00:00:65:43:21"}', '    dhcp4: true',
     '    nameservers: {addresses: ["192.0.2.53", "2001:db8::53"], search: ["example.org"]}', ''].join('\n'))
@@ -193,8 +200,26 @@ test('an msdos image with swap after the root, with ifupdown: the root is left i
   assert.is(r.code, 0, r.output)
   assert.match(r.output, /10-grow-root: the root \(partition 1\) is not the last partition \(partition 2 follows it\): left as it is/)
   assert.is(partLine(disk, 1).replace(/^\S+/, ''), partLine(image, 1).replace(/^\S+/, ''))
-  assert.match(guestFile(disk, offset, '/etc/systemd/network/10-ganeti-nic0.link')!, /\[Match\]\nMACAddress=aa:00:00:12:34:56\n\n\[Link\]\nName=gnt0\n/)
+  assert.match(guestFile(disk, offset, '/etc/systemd/network/00-ganeti-nic0.link')!, /\[Match\]\nMACAddress=aa:00:00:12:34:56\n\n\[Link\]\nName=gnt0\n/)
   assert.match(guestFile(disk, offset, '/etc/network/interfaces.d/ganeti')!, /auto gnt0\niface gnt0 inet static\n    address 203\.0\.113\.10\/24\n    gateway 203\.0\.113\.1\niface gnt0 inet6 static\n    address 2001:db8:5:0:a800:ff:fe12:3456\/64\n    gateway 2001:db8:5::1\n\nallow-hotplug gnt1\niface gnt1 inet dhcp\n/)
+  assert.is(guestFile(disk, offset, '/etc/hostname'), 'web1\n')
+  assert.match(guestFile(disk, offset, '/etc/network/interfaces')!, /\nsource \/etc\/network\/interfaces\.d\/\*\n$/)
+})
+
+test('a NIC with an IP but no Ganeti network gets DHCP, and says why', async () => {
+  const v = hooksVariant('hooks-nonet')
+  const { r, disk, offset } = await install('networkd', v, { NIC_COUNT: '1', NIC_0_NETWORK_SUBNET: '', NIC_0_NETWORK_GATEWAY: '', NIC_0_NETWORK_SUBNET6: '', NIC_0_NETWORK_GATEWAY6: '' })
+  assert.is(r.code, 0, r.output)
+  assert.match(r.output, /50-network: NIC 0: its IP 203\.0\.113\.10 is on no Ganeti network \(no prefix, no gateway\): DHCP/)
+  assert.match(guestFile(disk, offset, '/etc/systemd/network/00-ganeti-nic0.network')!, /\[Network\]\nDHCP=ipv4\n/)
+  assert.is(guestFile(disk, offset, '/etc/systemd/network/00-ganeti-nic1.network'), null)
+})
+
+test('a filesystem on the whole disk (no partition table) is grown to the disk', async () => {
+  const { r, disk, offset } = await install('bare', hooksVariant('hooks-bare'))
+  assert.is(r.code, 0, r.output)
+  assert.match(r.output, /10-grow-root: disk 0 has no partition table: its filesystem is the whole disk/)
+  assert.match(fsStat(disk, offset), /Block count:\s+24576\b/) // 96 MiB of 4 KiB blocks
   assert.is(guestFile(disk, offset, '/etc/hostname'), 'web1\n')
 })
 
@@ -209,10 +234,13 @@ test('an image without a Linux root: every hook says so in one line and the crea
 test('files of the guest that are symlinks out of it are never written through', async () => {
   const victim = join(ws.dir, 'victim-hostname')
   writeFileSync(victim, 'the node\'s own file\n')
+  writeFileSync(join(ws.dir, 'victim-secret'), 'a secret of the node\n')
   mkdirSync(join(ws.dir, 'victim-root'), { recursive: true })
   const { r, disk, offset } = await install('hostile', hooksVariant('hooks-hostile'))
   assert.is(readFileSync(victim, 'utf8'), 'the node\'s own file\n', 'a file of the node was written')
   assert.is(guestFile(disk, offset, '/etc/hostname'), 'web1\n', 'the symlink itself is replaced by the file')
+  assert.not.match(guestFile(disk, offset, '/etc/hosts')!, /secret/, 'a file of the node was read into the guest')
+  assert.is(readFileSync(join(ws.dir, 'victim-secret'), 'utf8'), 'a secret of the node\n')
   assert.is(r.code, 1, r.output)
   assert.match(r.lastLine, /^create failed: hook 40-ssh-keys failed/)
   assert.match(r.output, /40-ssh-keys failed: \/root in the image is a symlink: refusing to write through it/)
