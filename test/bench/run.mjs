@@ -89,7 +89,7 @@ async function main() {
   cleanups.push(() => rmSync(run, { recursive: true, force: true }))
 
   // the provider, installed as Ganeti finds it, with a variant whose cache we control
-  const { installOsDir } = await import(join(REPO, 'scripts/install-os.mjs'))
+  const { installOsDir } = await import(join(REPO, 'packaging/install-os.mjs'))
   const ctx = { osDir: join(run, 'os', 'simpleimage'), configDir: join(run, 'etc'), variant: 'bench', cache: join(run, 'cache') }
   await installOsDir(ctx.osDir, realpathSync(process.execPath))
   mkdirSync(join(ctx.configDir, ctx.variant, 'hooks'), { recursive: true })

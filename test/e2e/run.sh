@@ -160,7 +160,7 @@ cd "$E2E_REPO" || exit 1
 VERSION=$(node -p 'require("./package.json").version')
 DEB=$E2E_REPO/ganeti-instance-simpleimage_${VERSION}_all.deb
 rm -f "$DEB"
-if grep -q '"deb"' package.json; then DEB_CMD=(npm run --silent deb); else DEB_CMD=(node scripts/build-deb.mjs); fi
+if grep -q '"deb"' package.json; then DEB_CMD=(npm run --silent deb); else DEB_CMD=(node packaging/build-deb.mjs); fi
 if "${DEB_CMD[@]}" >"$E2E_LOGS/deb-build.log" 2>&1 && [ -f "$DEB" ]; then
   pass "${DEB_CMD[*]}: built ${DEB#$E2E_REPO/}"
 else

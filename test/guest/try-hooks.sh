@@ -14,7 +14,7 @@ HOOKS=$(readlink -f "${2:-$REPO/example-hooks}")
 W=$(mktemp -d /tmp/simpleimage-try.XXXXXX)
 cleanup() { [ -n "${QPID:-}" ] && kill "$QPID" 2>/dev/null; [ "${KEEP:-0}" = 1 ] && echo "kept $W" || rm -rf "$W"; }
 trap cleanup EXIT
-node -e "import('$REPO/scripts/install-os.mjs').then((m) => m.installOsDir('$W/os', process.execPath))"
+node -e "import('$REPO/packaging/install-os.mjs').then((m) => m.installOsDir('$W/os', process.execPath))"
 mkdir -p "$W/etc/try/hooks"
 cp -a "$HOOKS/." "$W/etc/try/hooks/"
 echo "IMAGE_STORAGE=$W/cache" > "$W/etc/try/config"

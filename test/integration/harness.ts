@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
 // @ts-expect-error: a plain .mjs module without type declarations
-import { installOsDir } from '../../scripts/install-os.mjs'
+import { installOsDir } from '../../packaging/install-os.mjs'
 
 export const GANETI_PATH = '/sbin:/bin:/usr/sbin:/usr/bin'
 export const MiB = 1 << 20

@@ -8,7 +8,7 @@
 //                                             default/hooks/
 //   /usr/share/doc/ganeti-instance-simpleimage/   copyright, changelog.gz, README,
 //                                             examples/hooks/ (from example-hooks/)
-// Static packaging files live in scripts/debian/. Options:
+// Static packaging files live in packaging/debian/. Options:
 //   --out DIR       where the .deb goes (default: the repository root)
 //   --lintian       run lintian on the result and fail on errors and warnings
 //   --keep-staging  leave the staging tree in place and print its path
@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url'
 import { gzipSync } from 'node:zlib'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const debianDir = join(root, 'scripts', 'debian')
+const debianDir = join(root, 'packaging', 'debian')
 
 export const PACKAGE = 'ganeti-instance-simpleimage'
 export const OS_NAME = 'simpleimage'
@@ -37,9 +37,9 @@ export const ACTIONS = ['create', 'import', 'export', 'rename', 'verify']
 function parseChangelog(text) {
   const head = /^(\S+) \(([^)]+)\) [^;]+; urgency=\S+$/m.exec(text)
   const trailer = /^ -- (.+ <[^>]+>) {2}(.+)$/m.exec(text)
-  if (!head || !trailer) throw new Error('scripts/debian/changelog: cannot read its newest entry (Debian changelog format)')
+  if (!head || !trailer) throw new Error('packaging/debian/changelog: cannot read its newest entry (Debian changelog format)')
   const date = Date.parse(trailer[2])
-  if (!Number.isFinite(date)) throw new Error(`scripts/debian/changelog: bad date '${trailer[2]}'`)
+  if (!Number.isFinite(date)) throw new Error(`packaging/debian/changelog: bad date '${trailer[2]}'`)
   return { source: head[1], version: head[2], maintainer: trailer[1], epoch: Math.floor(date / 1000) }
 }
 
@@ -177,7 +177,7 @@ async function stageTree(stage, changelog, version) {
   await symlink(`${CONFIG_DIR}/variants.list`, join(stage, OS_DIR, 'variants.list'))
 
   // the default variant's configuration and (empty) hooks directory
-  await put(stage, `${CONFIG_DIR}/default/config`, await readFile(join(root, 'scripts', 'variant-config.template')), 0o644)
+  await put(stage, `${CONFIG_DIR}/default/config`, await readFile(join(root, 'packaging', 'variant-config.template')), 0o644)
   await mkdir(join(stage, CONFIG_DIR, 'default', 'hooks'), { recursive: true })
 
   // documentation
@@ -223,7 +223,7 @@ async function stageTree(stage, changelog, version) {
     .replace('@VERSION@', version)
     .replace('@MAINTAINER@', changelog.maintainer)
     .replace('@INSTALLED_SIZE@', String(kib))
-  if (/@[A-Z_]+@/.test(control)) throw new Error(`scripts/debian/control.in: unreplaced ${/@[A-Z_]+@/.exec(control)[0]}`)
+  if (/@[A-Z_]+@/.test(control)) throw new Error(`packaging/debian/control.in: unreplaced ${/@[A-Z_]+@/.exec(control)[0]}`)
   await put(stage, 'DEBIAN/control', control, 0o644)
   await put(stage, 'DEBIAN/conffiles', conffiles.join('\n') + '\n', 0o644)
   await put(stage, 'DEBIAN/md5sums', md5, 0o644)
@@ -243,7 +243,7 @@ export async function buildDeb(opts = {}) {
   if (!/^[0-9][A-Za-z0-9.+~]*$/.test(version)) throw new Error(`package.json version '${version}' is not a valid native Debian version`)
   const changelog = parseChangelog(await readFile(join(debianDir, 'changelog'), 'utf8'))
   if (changelog.source !== PACKAGE || changelog.version !== version) {
-    throw new Error(`scripts/debian/changelog starts with ${changelog.source} (${changelog.version}) but package.json says ${version}: add an entry for ${PACKAGE} (${version}) at its top`)
+    throw new Error(`packaging/debian/changelog starts with ${changelog.source} (${changelog.version}) but package.json says ${version}: add an entry for ${PACKAGE} (${version}) at its top`)
   }
 
   // esbuild names each bundled module in a comment by its path relative to the working

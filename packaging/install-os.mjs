@@ -47,7 +47,7 @@ export async function installVariant(configDir, variant) {
   await mkdir(join(dir, 'hooks'), { recursive: true, mode: 0o755 })
   const config = join(dir, 'config')
   if (await exists(config)) return `${config} kept as it is`
-  await writeFile(config, await readFile(join(root, 'scripts', 'variant-config.template')), { mode: 0o644, flag: 'wx' })
+  await writeFile(config, await readFile(join(root, 'packaging', 'variant-config.template')), { mode: 0o644, flag: 'wx' })
   return `${config} created`
 }
 
