@@ -2,19 +2,24 @@
 // executable CommonJS file dist/<action>: Ganeti runs them directly, with no node_modules
 // beside them, on Debian 12's node 18 as well as on Node 20+ (FIELD-NOTES §5).
 import { build } from 'esbuild'
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = dirname(fileURLToPath(import.meta.url))
 
 export const ACTIONS = ['create', 'import', 'export', 'rename', 'verify']
+/** The operator's commands, built the same way (the .deb puts them in /usr/sbin). */
+export const COMMANDS = ['simpleimage-cache']
 
 export async function buildAll({ outdir = join(root, 'dist'), quiet = false } = {}) {
-  await rm(outdir, { recursive: true, force: true })
   await mkdir(outdir, { recursive: true })
-  for (const action of ACTIONS) {
-    const outfile = `${outdir}/${action}`
+  const wanted = [...ACTIONS, ...COMMANDS]
+  // each bundle replaces the old one by rename: a test running meanwhile never finds dist/
+  // without it or half-written
+  for (const name of await readdir(outdir)) if (!wanted.includes(name) && name !== 'package.json' && !name.startsWith('.')) await rm(join(outdir, name), { recursive: true, force: true })
+  for (const action of wanted) {
+    const outfile = `${outdir}/.${action}.${process.pid}`
     await build({
       entryPoints: [join(root, 'scripts', `${action}.ts`)],
       outfile,
@@ -28,11 +33,12 @@ export async function buildAll({ outdir = join(root, 'dist'), quiet = false } = 
       logLevel: quiet ? 'error' : 'warning',
     })
     await chmod(outfile, 0o755)
+    await rename(outfile, `${outdir}/${action}`)
   }
   // Only for running dist/ inside this repository, whose package.json says "type": "module":
   // an installed OS directory has no package.json and the bundles need none.
   await writeFile(`${outdir}/package.json`, '{ "type": "commonjs" }\n')
-  if (!quiet) console.log(`built ${ACTIONS.map((a) => `${outdir}/${a}`).join(' ')}`)
+  if (!quiet) console.log(`built ${[...ACTIONS, ...COMMANDS].map((a) => `${outdir}/${a}`).join(' ')}`)
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -9,8 +9,9 @@ export interface Script {
   name: string
   /** Usage text shown for -h/--help and for wrong arguments. */
   usage: string
-  /** Accepted argument lists, e.g. [[]] or [['parameters']]. */
-  argv: string[][]
+  /** Accepted argument lists, e.g. [[]] or [['parameters']], or a check of its own (a command
+   *  with options). */
+  argv: string[][] | ((args: string[]) => boolean)
   run(args: string[]): Promise<void>
 }
 
@@ -30,7 +31,8 @@ export function runScript(script: Script): void {
     process.stdout.write(script.usage.trimEnd() + '\n')
     return
   }
-  if (!script.argv.some((want) => want.length === args.length && want.every((a, i) => a === args[i]))) {
+  const accepted = typeof script.argv === 'function' ? script.argv(args) : script.argv.some((want) => want.length === args.length && want.every((a, i) => a === args[i]))
+  if (!accepted) {
     process.stderr.write(script.usage.trimEnd() + '\n')
     finalFailure(`wrong arguments (${args.join(' ') || 'none'}); see the usage above`)
     process.exitCode = 2
