@@ -5,8 +5,10 @@ import { readGanetiEnv } from '../lib/ganeti/ganeti-env.js'
 import { CODEC_NAMES, detectCodec, parseImage, parseImageType, type Codec } from '../lib/ganeti/params.js'
 import { parseAuthorizedKeys, parseNameservers, parseSearchDomains, parseUserData } from '../lib/ganeti/hook-params.js'
 import { readVariantConfig } from '../lib/ganeti/variant-config.js'
+import { imageParams } from '../lib/ganeti/catalog.js'
 import { parseCurlOpts } from '../lib/image/curl-opts.js'
-import { checkLocalImage } from '../lib/image/source.js'
+import { checkLocalImage, resolveChecksum } from '../lib/image/source.js'
+import { imageFileName, parseChecksum } from '../lib/image/checksum.js'
 import { checkQemuImg } from '../lib/disk/qcow2.js'
 import { makeAgents } from '../lib/image/http.js'
 import { fetchHead, probeUrl } from '../lib/image/probe.js'
@@ -38,14 +40,19 @@ runScript({
   name: 'verify',
   usage: `usage: verify parameters
 Run by Ganeti (OS API 20) to check the OS parameters before an instance is created or
-reinstalled: image= and image_type= (a known image type, qemu-img for qcow2, a readable
-local image file or an image URL that answers within ${URL_TIMEOUT_MS / 1000} seconds), and the example
-hooks' ssh_authorized_keys=, user_data=, dns_nameservers= and dns_search=.`,
+reinstalled: image= (a readable local image file, an image URL that answers within
+${URL_TIMEOUT_MS / 1000} seconds, or a name in the variant's images.ini), image_type= (a known type,
+qemu-img for qcow2), image_checksum= (a known form; a SUMS file that lists the image), and
+the example hooks' ssh_authorized_keys=, user_data=, dns_nameservers= and dns_search=.`,
   argv: [['parameters']],
   async run() {
     const ganeti = readGanetiEnv(process.env)
-    const { image: imageText, image_type: typeText } = ganeti.params
+    const params = await imageParams(process.env, ganeti.variant, ganeti.params)
+    if (params.from) info(`image ${ganeti.params.image}: ${params.from}`)
+    const { image: imageText, image_type: typeText } = params
     const imageType = parseImageType(typeText)
+    const checksum = parseChecksum(params.image_checksum)
+    if (checksum?.kind === 'digest') info(`image_checksum ${checksum.algo}: ok`)
     if (imageType === 'qcow2') await checkQemuImg()
     if (imageType !== 'auto') info(`image_type ${typeText}: ok`)
     await checkHookParams(ganeti.params)
@@ -55,6 +62,10 @@ hooks' ssh_authorized_keys=, user_data=, dns_nameservers= and dns_search=.`,
     }
     const config = await readVariantConfig(process.env, ganeti.variant)
     const image = parseImage(imageText)
+    if (checksum?.kind === 'sums') {
+      const expected = await resolveChecksum(checksum, image, config)
+      info(`image_checksum: ${expected.from} lists ${imageFileName(image)} (${expected.algo} ${expected.hex.slice(0, 16)}...): ok`)
+    }
     if (image.kind === 'path') {
       const local = await checkLocalImage(image.path)
       info(`image ${image.path}: readable file of ${formatBytes(local.size)}`)

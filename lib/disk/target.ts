@@ -136,3 +136,21 @@ export async function blockDeviceFor(target: TargetDisk): Promise<string> {
   await $`partx --update ${device}`.quiet().nothrow()
   return device
 }
+
+const SPOIL_BYTES = 1 << 20
+
+/** Zeroes disk 0's first and last MiB (boot sector, partition tables, GPT's backup, the
+ *  start of the first filesystem) and syncs: an image found wrong after it was written must
+ *  leave nothing that boots or mounts as if it were a valid install. */
+export async function spoilDisk(target: TargetDisk): Promise<void> {
+  const fh = await openForWrite(target.path)
+  try {
+    const zeros = Buffer.alloc(Math.min(SPOIL_BYTES, target.size))
+    await fh.write(zeros, 0, zeros.length, 0)
+    if (target.size > zeros.length) await fh.write(zeros, 0, zeros.length, target.size - zeros.length)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  target.knownZero = false
+}

@@ -23,6 +23,8 @@ export interface VariantConfig {
   curlOpts: string
   imageStorage: string
   cacheMaxDays: number
+  /** DOWNLOAD_CACHE_REVALIDATE: ask the server whether a young cache entry is still current. */
+  revalidate: boolean
   /** Every variable the config file set, with the effective settings above: hooks get these. */
   vars: Record<string, string>
 }
@@ -68,6 +70,7 @@ export function settingsFrom(file: string, hooksDir: string, vars: Record<string
   }
   const proxy = (vars.PROXY ?? '').trim() || undefined
   const curlOpts = (vars.CUSTOM_CURL_OPTS ?? '').trim()
+  const revalidate = parseYesNo(vars.DOWNLOAD_CACHE_REVALIDATE, true, `DOWNLOAD_CACHE_REVALIDATE in ${file}`)
   return {
     file,
     hooksDir,
@@ -75,8 +78,18 @@ export function settingsFrom(file: string, hooksDir: string, vars: Record<string
     curlOpts,
     imageStorage,
     cacheMaxDays,
-    vars: { ...vars, IMAGE_STORAGE: imageStorage, DOWNLOAD_CACHE_MAX_DAYS: String(cacheMaxDays), CUSTOM_CURL_OPTS: curlOpts, PROXY: proxy ?? '' },
+    revalidate,
+    vars: { ...vars, IMAGE_STORAGE: imageStorage, DOWNLOAD_CACHE_MAX_DAYS: String(cacheMaxDays), DOWNLOAD_CACHE_REVALIDATE: revalidate ? 'yes' : 'no', CUSTOM_CURL_OPTS: curlOpts, PROXY: proxy ?? '' },
   }
+}
+
+/** yes/no as shell configs write it (yes, no, true, false, 1, 0, on, off); unset: the default. */
+export function parseYesNo(value: string | undefined, byDefault: boolean, what: string): boolean {
+  const text = (value ?? '').trim().toLowerCase()
+  if (text === '') return byDefault
+  if (['yes', 'true', '1', 'on'].includes(text)) return true
+  if (['no', 'false', '0', 'off'].includes(text)) return false
+  throw new Failure(`${what} is '${value}', not yes or no`, 'set it to yes or no')
 }
 
 // Sourced with `set -a`, so that plain assignments reach the hooks too. The variables are

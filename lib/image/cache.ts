@@ -1,33 +1,20 @@
-// The download cache in IMAGE_STORAGE. One entry per URL, named by the URL's SHA-256, so
-// that no other file there is ever taken for an entry. Entries appear only by rename()
-// after a complete download; a lock file per entry serialises downloads of one URL
-// (exclusive) and protects entries in use (shared) from expiry. An entry is used only if
-// nobody but root could have put it there.
-import { createHash } from 'node:crypto'
+// The download cache in IMAGE_STORAGE (file names: ./cache-names.ts). Entries appear only
+// by rename() after a complete download, with their metadata (./cache-meta.ts); a lock file
+// per entry serialises downloads of one URL (exclusive) and protects entries in use
+// (shared) from expiry and replacement. An entry is used only if nobody but root could have
+// put it there. A young entry is revalidated with the server (a conditional GET, through
+// the caller's revalidate()) before it is used.
 import { lstat, mkdir, readdir, rename, unlink, chmod, open, type FileHandle } from 'node:fs/promises'
-import type { Stats } from 'node:fs'
 import { defer } from '../cleanup.js'
 import { dirname, join } from 'node:path'
 import { Failure, errorMessage } from '../errors.js'
 import { acquireLock, describeFsError, type Lock, type LockOptions } from '../lock.js'
 import { debug, info, redact } from '../log.js'
+import { cacheKey, classifyName, entryDistrust, entryName, isExpired, lockName, tempName } from './cache-names.js'
+import { metaName, readMeta, removeMeta, writeMeta, type EntryMeta } from './cache-meta.js'
+import type { DigestAlgo } from './checksum.js'
 
-const DAY_MS = 24 * 3600 * 1000
-
-export function cacheKey(url: URL): string {
-  return createHash('sha256').update(url.href).digest('hex')
-}
-
-export const entryName = (key: string) => `${key}.image`
-export const lockName = (key: string) => `${key}.lock`
-export const tempName = (key: string, unique: string) => `${key}.part-${unique}`
-
-/** Parses a file name of the cache; anything else in the directory is not ours. */
-export function classifyName(name: string): { key: string; kind: 'entry' | 'lock' | 'temp' } | null {
-  const m = /^([0-9a-f]{64})\.(image|lock|part-[0-9a-z-]+)$/.exec(name)
-  if (!m) return null
-  return { key: m[1], kind: m[2] === 'image' ? 'entry' : m[2] === 'lock' ? 'lock' : 'temp' }
-}
+export { cacheKey, classifyName, entryDistrust, entryName, isExpired, lockName, tempName } from './cache-names.js'
 
 /** A write or sync of a download into the cache went wrong (`how`): a full filesystem,
  *  most often. It is the cache's failure, not the network's, and so never retried. */
@@ -36,10 +23,6 @@ export function cacheWriteFailure(how: string): Failure {
 }
 
 export const failedWith = (err: unknown) => `failed (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`
-
-export function isExpired(mtimeMs: number, nowMs: number, maxDays: number): boolean {
-  return nowMs - mtimeMs >= maxDays * DAY_MS
-}
 
 const STORAGE_HINT = "point the variant's IMAGE_STORAGE at a directory of root's on a writable filesystem"
 /** Filesystem timestamps come from a clock that may lag Date.now() by a tick. */
@@ -86,27 +69,18 @@ export async function prepareStorage(dir: string): Promise<void> {
   }
 }
 
-/** Why a cache entry cannot be trusted, or null: only a plain file of root's with no other
- *  name (a hard link someone made) and not writable by others is ever written to a disk. */
-export function entryDistrust(st: Pick<Stats, 'uid' | 'mode' | 'nlink'> & { isFile(): boolean }, uid: number): string | null {
-  if (!st.isFile()) return 'it is not a regular file'
-  if (st.uid !== uid) return `it is owned by uid ${st.uid}, not by root`
-  if (st.nlink !== 1) return 'it has other names (hard links)'
-  if ((st.mode & 0o022) !== 0) return 'it is writable by others'
-  return null
-}
-
-/** Removes expired entries, leftovers of interrupted downloads and lock files left alone,
- *  skipping any in use. */
+/** Removes expired entries (and their metadata), leftovers of interrupted downloads and
+ *  lock or metadata files left alone, skipping any in use. */
 export async function expireEntries(dir: string, maxDays: number, now = Date.now()): Promise<void> {
   const names = await readdir(dir)
-  const byKey = new Map<string, { entry?: string; lock: boolean; temps: string[] }>()
+  const byKey = new Map<string, { entry?: string; meta: boolean; lock: boolean; temps: string[] }>()
   for (const name of names) {
     const c = classifyName(name)
     if (!c) continue
-    const item = byKey.get(c.key) ?? { lock: false, temps: [] }
+    const item = byKey.get(c.key) ?? { meta: false, lock: false, temps: [] }
     if (c.kind === 'entry') item.entry = name
     else if (c.kind === 'lock') item.lock = true
+    else if (c.kind === 'meta') item.meta = true
     else item.temps.push(name)
     byKey.set(c.key, item)
   }
@@ -125,6 +99,7 @@ export async function expireEntries(dir: string, maxDays: number, now = Date.now
         await unlink(join(dir, item.entry)).catch(() => undefined)
         info(`cache: removed expired entry ${item.entry}`)
       }
+      if (!item.entry || expired) await removeMeta(dir, key)
       for (const temp of item.temps) await unlink(join(dir, temp)).catch(() => undefined)
     } finally {
       // an entry's lock file goes with it; one left without an entry goes too
@@ -138,19 +113,52 @@ export async function expireEntries(dir: string, maxDays: number, now = Date.now
  *  while it arrived, or stopped early because the consumer had all it needed. */
 export type DownloadOutcome = 'complete' | 'streamed' | 'partial'
 
+export type Digests = Partial<Record<DigestAlgo, string>>
+
+export interface Validators {
+  etag?: string
+  lastModified?: string
+}
+
+/** What a download into the cache gives back: how it ended, the server's validators and
+ *  the digests of the bytes (computed as they were written). */
+export interface Fetched {
+  outcome: DownloadOutcome
+  validators: Validators
+  digests: Digests
+}
+
+/** The server's answer to a conditional GET of an entry's URL. */
+export type Verdict = 'fresh' | 'changed' | { unreachable: string }
+
+export interface CacheRequest {
+  dir: string
+  url: URL
+  maxDays: number
+  download(fh: FileHandle): Promise<Fetched>
+  /** Asks the server whether a young entry is still current; absent: it is used as it is. */
+  revalidate?(validators: Validators): Promise<Verdict>
+  /** Checks a finished download's digests before it is stored; throws to refuse it. */
+  accept?(digests: Digests): void
+}
+
 export interface CacheResult {
   /** The entry to read the image from (undefined when the download was written while it arrived). */
   path?: string
   hit: boolean
   /** Where the image was written while it downloaded: the entry is not read. */
   streamed: boolean
-  /** Releases the shared lock that keeps the entry from being expired while we read it. */
+  /** The entry's metadata (digests known without reading it), when it has any. */
+  meta?: EntryMeta
+  /** Releases the shared lock that keeps the entry from being expired or replaced while we read it. */
   release(): Promise<void>
   /** Drops the entry: its bytes failed to decode, so the next create downloads again. */
   discard(): Promise<void>
+  /** Adds digests computed while reading the entry to its metadata. */
+  remember(digests: Digests): Promise<void>
 }
 
-type EntryState = { usable: true; ino: number } | { usable: false; why?: string }
+type EntryState = { usable: true; ino: number; size: number; mtimeMs: number } | { usable: false; why?: string }
 
 async function entryState(path: string, maxDays: number, since: number): Promise<EntryState> {
   const st = await lstat(path).catch(() => null)
@@ -160,67 +168,119 @@ async function entryState(path: string, maxDays: number, since: number): Promise
   // completed after this create began (another one that arrived with us downloaded it),
   // it is used even with maxDays 0
   const fresh = st.mtimeMs >= since || !isExpired(st.mtimeMs, Date.now(), maxDays)
-  return fresh ? { usable: true, ino: st.ino } : { usable: false }
+  return fresh ? { usable: true, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs } : { usable: false }
 }
 
 const noop = async () => undefined
+const age = (ms: number) => (ms < 3600_000 ? `${Math.round(ms / 60_000)} min` : ms < 2 * 86400_000 ? `${(ms / 3600_000).toFixed(1)} h` : `${(ms / 86400_000).toFixed(1)} days`)
 
-/** Returns a fresh cache entry for url, calling download() to fill a temporary file when
- *  there is none. Parallel callers for one URL wait for the first one's download. */
-export async function cachedDownload(dir: string, url: URL, maxDays: number, download: (fh: FileHandle) => Promise<DownloadOutcome>): Promise<CacheResult> {
+/** Returns a fresh cache entry for the URL, calling download() to fill a temporary file when
+ *  there is none or the server has a newer one. Parallel callers for one URL wait for the
+ *  first one's download. */
+export async function cachedDownload(req: CacheRequest): Promise<CacheResult> {
+  const { dir, url, maxDays } = req
   const key = cacheKey(url)
   const path = join(dir, entryName(key))
-  const lockPath = join(dir, lockName(key))
+  const label = redact(url.href)
   const lockOpts: LockOptions = { wait: true, where: `IMAGE_STORAGE ${dir}`, hint: STORAGE_HINT }
-  const since = Date.now() - CLOCK_SLACK_MS
+  const started = Date.now()
+  const since = started - CLOCK_SLACK_MS
   let downloaded = false
-  for (let round = 0; round < 3; round++) {
-    const shared = (await acquireLock(lockPath, 'shared', lockOpts)) as Lock
+  let stale: number | undefined // the inode of an entry the server said has changed
+  for (let round = 0; round < 4; round++) {
+    const shared = (await acquireLock(join(dir, lockName(key)), 'shared', lockOpts)) as Lock
     const state = await entryState(path, maxDays, since)
-    if (state.usable) {
-      const discard = async () => {
-        const now = await lstat(path).catch(() => null)
-        if (now?.ino === state.ino && (await unlink(path).then(() => true, () => false))) info(`cache: removed the entry ${path}, which failed to decode: the next create downloads it again`)
+    if (state.usable && state.ino !== stale) {
+      let meta = await readMeta(dir, key, state)
+      const verdict = downloaded ? undefined : await revalidated(req, meta, started)
+      if (verdict === 'changed') {
+        info(`cache: the server has a newer ${label} than the entry of ${age(Date.now() - state.mtimeMs)} ago: downloading it`)
+        stale = state.ino
+      } else {
+        if (verdict === 'fresh' && meta) {
+          meta = { ...meta, checkedAt: Date.now() }
+          await writeMeta(dir, key, meta).catch((err) => info(`cache: could not note the revalidation in ${metaName(key)} (${errorMessage(err)})`))
+          info(`cache: the server says ${label} is unchanged (HTTP 304): using the entry`)
+        } else if (typeof verdict === 'object') {
+          info(`cache: could not ask the server whether ${label} changed (${verdict.unreachable}): using the entry of ${age(Date.now() - state.mtimeMs)} ago`)
+        }
+        return entryResult(dir, key, path, state, meta, !downloaded, shared)
       }
-      return { path, hit: !downloaded, streamed: false, release: () => shared.release(), discard }
     }
     await shared.release()
-    const exclusive = (await acquireLock(lockPath, 'exclusive', lockOpts)) as Lock
+    const exclusive = (await acquireLock(join(dir, lockName(key)), 'exclusive', lockOpts)) as Lock
     try {
       const now = await entryState(path, maxDays, since)
-      if (now.usable) continue // someone else downloaded it meanwhile
-      if (now.why) info(`cache: ${path} is not used because ${now.why}: downloading again`)
-      await unlink(path).catch(() => undefined)
-      const outcome = await downloadToTemp(dir, key, download)
+      if (now.usable && now.ino !== stale) continue // someone else downloaded it meanwhile
+      if (!now.usable && now.why) {
+        info(`cache: ${path} is not used because ${now.why}: downloading again`)
+        await unlink(path).catch(() => undefined)
+        await removeMeta(dir, key)
+      }
+      const outcome = await downloadToTemp(req, key)
       downloaded = true
-      if (outcome === 'partial') return { hit: false, streamed: true, release: noop, discard: noop }
-      info(`cache: stored ${redact(url.href)} as ${path}`)
+      if (outcome === 'partial') return { hit: false, streamed: true, release: noop, discard: noop, remember: noop }
+      info(`cache: stored ${label} as ${path}`)
       // written to disk 0 already: nothing more to read, nor to wait for
-      if (outcome === 'streamed') return { path, hit: false, streamed: true, release: noop, discard: noop }
+      if (outcome === 'streamed') return { path, hit: false, streamed: true, release: noop, discard: noop, remember: noop }
     } finally {
       await exclusive.release()
     }
   }
-  throw new Failure(`the cache entry for ${redact(url.href)} kept disappearing`, 'check other processes that use IMAGE_STORAGE')
+  throw new Failure(`the cache entry for ${label} kept disappearing`, 'check other processes that use IMAGE_STORAGE')
 }
 
-/** Downloads into a temporary file, renamed to the entry only when complete and synced. */
-async function downloadToTemp(dir: string, key: string, download: (fh: FileHandle) => Promise<DownloadOutcome>): Promise<DownloadOutcome> {
+/** Whether to ask the server about a young entry, and its answer: not for an entry this
+ *  create has seen confirmed or stored, nor for one without validators. */
+async function revalidated(req: CacheRequest, meta: EntryMeta | undefined, started: number): Promise<Verdict | undefined> {
+  if (!req.revalidate) return undefined
+  if (!meta || (!meta.etag && !meta.lastModified)) {
+    debug(`cache: the entry has no ETag or Last-Modified to revalidate with: used until it expires`)
+    return undefined
+  }
+  // confirmed by another create since this one began (checkedAt is our clock, not the filesystem's)
+  if (meta.checkedAt >= started) return undefined
+  return req.revalidate({ etag: meta.etag, lastModified: meta.lastModified })
+}
+
+function entryResult(dir: string, key: string, path: string, state: Extract<EntryState, { usable: true }>, meta: EntryMeta | undefined, hit: boolean, shared: Lock): CacheResult {
+  const discard = async () => {
+    const now = await lstat(path).catch(() => null)
+    if (now?.ino === state.ino && (await unlink(path).then(() => true, () => false))) {
+      await removeMeta(dir, key)
+      info(`cache: removed the entry ${path}, which failed to decode: the next create downloads it again`)
+    }
+  }
+  const remember = async (digests: Digests) => {
+    const base: EntryMeta = meta ?? { url: '', size: state.size, ino: state.ino, storedAt: state.mtimeMs, checkedAt: state.mtimeMs }
+    await writeMeta(dir, key, { ...base, ...digests }).catch((err) => info(`cache: could not keep the digest in ${metaName(key)} (${errorMessage(err)})`))
+  }
+  return { path, hit, streamed: false, meta, release: () => shared.release(), discard, remember }
+}
+
+/** Downloads into a temporary file, renamed to the entry (over an older one: a reader of it
+ *  keeps what it opened) only when complete, synced and accepted, its metadata first. */
+async function downloadToTemp(req: CacheRequest, key: string): Promise<DownloadOutcome> {
+  const { dir } = req
   const temp = join(dir, tempName(key, `${process.pid}-${Date.now().toString(36)}`))
   const fh = await open(temp, 'wx', 0o600).catch((err: unknown) => {
     throw cacheWriteFailure(failedWith(err))
   })
   const forget = defer(`temporary download ${temp}`, () => unlink(temp).catch(() => undefined))
-  let outcome: DownloadOutcome
+  let fetched: Fetched
+  let meta: EntryMeta | undefined
   try {
-    outcome = await download(fh)
-    if (outcome !== 'partial') {
+    fetched = await req.download(fh)
+    if (fetched.outcome !== 'partial') {
+      req.accept?.(fetched.digests)
       await fh.datasync().catch((err: unknown) => {
         throw cacheWriteFailure(failedWith(err))
       })
       // complete now, not at its last write: creates that came during the sync use it
       const now = new Date()
       await fh.utimes(now, now)
+      const st = await fh.stat()
+      meta = { url: redact(req.url.href), ...fetched.validators, size: st.size, ino: st.ino, ...fetched.digests, storedAt: now.getTime(), checkedAt: now.getTime() }
     }
     await fh.close()
   } catch (err) {
@@ -228,13 +288,16 @@ async function downloadToTemp(dir: string, key: string, download: (fh: FileHandl
     await forget.run()
     throw err
   }
-  if (outcome === 'partial') {
+  if (!meta) {
     await forget.run()
-    return outcome
+    return fetched.outcome
   }
+  await writeMeta(dir, key, meta).catch((err: unknown) => {
+    throw cacheWriteFailure(`(its metadata) ${failedWith(err)}`)
+  })
   await rename(temp, join(dir, entryName(key)))
   forget.cancel()
   const dirHandle = await open(dir, 'r')
   await dirHandle.sync().finally(() => dirHandle.close())
-  return outcome
+  return fetched.outcome
 }

@@ -1,15 +1,17 @@
 // Where the image comes from: a local file, checked against the path policy, or an
-// http(s) URL fetched into the download cache. Either way the rest of create reads a
-// local file of known size.
+// http(s) URL fetched into the download cache (or written onto disk 0 as it arrives).
+// Either way the rest of create reads a local file of known size, or nothing.
 import { access, constants, readFile, realpath, stat } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { Failure, ImageError } from '../errors.js'
 import { forbiddenImagePath, type ImageRef } from '../ganeti/params.js'
 import { parseCurlOpts } from './curl-opts.js'
 import type { VariantConfig } from '../ganeti/variant-config.js'
-import { cachedDownload, expireEntries, prepareStorage } from './cache.js'
+import { cachedDownload, expireEntries, prepareStorage, type Digests } from './cache.js'
 import { makeAgents, type Endpoint } from './http.js'
 import { downloadInto } from './download.js'
+import { checkDigest, expectedDigest, type ChecksumSpec, type ExpectedDigest } from './checksum.js'
+import { fetchText, revalidate } from './remote.js'
 import { formatBytes, info, redact } from '../log.js'
 
 export interface ImageFile {
@@ -24,6 +26,10 @@ export interface ImageFile {
   /** The bytes failed to decode: a cache entry is dropped, so the next create downloads
    *  again (a no-op for a local file). */
   discard(): Promise<void>
+  /** The digest image_checksum asks for, where it is still to be computed from the file. */
+  unverified?: ExpectedDigest
+  /** Keeps digests computed from the file with its cache entry (a no-op for a local file). */
+  remember(digests: Digests): Promise<void>
 }
 
 /** A download that was written onto disk 0 while it arrived: there is nothing left to read. */
@@ -65,28 +71,79 @@ export async function checkLocalImage(path: string, what = 'the image'): Promise
 export type StreamConsumer = (body: Readable, length: number | undefined) => Promise<void>
 
 /** The image as a local file: the path itself, or the cache entry for a URL, downloaded
- *  first on a miss. With `consumer`, a miss feeds the download to it as it arrives (the
- *  result is then a StreamedImage): no waiting for the whole download before writing. */
-export async function openImage(ref: ImageRef, config: VariantConfig, consumer?: StreamConsumer): Promise<ImageFile | StreamedImage> {
+ *  first on a miss (or when the server has a newer one). With `consumer`, a miss feeds the
+ *  download to it as it arrives (the result is then a StreamedImage): no waiting for the
+ *  whole download before writing. With `expected`, a download is checked before it is
+ *  stored, and an entry against its recorded digest; what could not be checked yet (a local
+ *  file, an entry of unknown digest) says so in `unverified`. */
+export async function openImage(ref: ImageRef, config: VariantConfig, consumer?: StreamConsumer, expected?: ExpectedDigest): Promise<ImageFile | StreamedImage> {
   const none = async () => undefined
   if (ref.kind === 'path') {
     const local = await checkLocalImage(ref.path)
-    return { ...local, streamed: false, label: ref.path, release: none, discard: none }
+    return { ...local, streamed: false, label: ref.path, release: none, discard: none, remember: none, unverified: expected }
   }
-  const endpoint: Endpoint = { proxy: config.proxy, opts: parseCurlOpts(config.curlOpts) }
+  const endpoint = endpointOf(config)
   const agentFor = await makeAgents(endpoint)
   await prepareStorage(config.imageStorage)
   await expireEntries(config.imageStorage, config.cacheMaxDays).catch((err) => info(`cache expiry skipped: ${err.message}`))
-  // a retried transfer starts over, which a disk being written from it cannot: with
+  // a retried transfer may start over, which a disk being written from it cannot: with
   // --retry the download completes before writing starts
   const tee = endpoint.opts.retries === 0 ? consumer : undefined
-  const entry = await cachedDownload(config.imageStorage, ref.url, config.cacheMaxDays, (fh) => downloadInto(fh, ref.url, endpoint, agentFor, tee))
   const label = redact(ref.url.href)
-  if (entry.streamed || entry.path === undefined) {
-    info(`cache miss: ${label}${entry.path ? ` is ${entry.path}` : ''} (written to disk 0 while downloading${entry.path ? '' : '; not cached'})`)
-    return { streamed: true, label, release: entry.release }
+  for (let attempt = 0; ; attempt++) {
+    const entry = await cachedDownload({
+      dir: config.imageStorage,
+      url: ref.url,
+      maxDays: config.cacheMaxDays,
+      download: (fh) => downloadInto(fh, ref.url, endpoint, agentFor, tee, { algos: expected ? [expected.algo] : [] }),
+      revalidate: config.revalidate ? (v) => revalidate(ref.url, v, endpoint, agentFor) : undefined,
+      accept: expected ? (d) => checkDigest(expected, d[expected.algo]) : undefined,
+    })
+    if (entry.streamed || entry.path === undefined) {
+      info(`cache miss: ${label}${entry.path ? ` is ${entry.path}` : ''} (written to disk 0 while downloading${entry.path ? '' : '; not cached'})`)
+      return { streamed: true, label, release: entry.release }
+    }
+    info(`cache ${entry.hit ? 'hit' : 'miss'}: ${label} is ${entry.path}`)
+    const known = expected ? entry.meta?.[expected.algo] : undefined
+    if (expected && known !== undefined && entry.hit) {
+      // compared with the digest taken when it was downloaded: no read of the entry
+      const mismatch = digestMismatch(expected, known)
+      if (mismatch && attempt === 0) {
+        info(`cache: the entry's ${expected.algo} ${known} is not the one ${expected.from} gives: removing it and downloading again`)
+        await entry.discard()
+        await entry.release()
+        continue
+      }
+      if (mismatch) throw mismatch
+      info(`image_checksum: the cached download's ${expected.algo} matches ${expected.from}`)
+    }
+    const st = await stat(entry.path)
+    return { streamed: false, path: entry.path, size: st.size, label, cacheHit: entry.hit, release: entry.release, discard: entry.discard, remember: entry.remember, unverified: expected && known === undefined ? expected : undefined }
   }
-  info(`cache ${entry.hit ? 'hit' : 'miss'}: ${label} is ${entry.path}`)
-  const st = await stat(entry.path)
-  return { streamed: false, path: entry.path, size: st.size, label, cacheHit: entry.hit, release: entry.release, discard: entry.discard }
+}
+
+export function endpointOf(config: VariantConfig): Endpoint {
+  return { proxy: config.proxy, opts: parseCurlOpts(config.curlOpts) }
+}
+
+function digestMismatch(expected: ExpectedDigest, actual: string): Failure | undefined {
+  try {
+    checkDigest(expected, actual)
+    return undefined
+  } catch (err) {
+    if (err instanceof Failure) return err
+    throw err
+  }
+}
+
+/** The digest image_checksum asks for, its SUMS file read through the variant's proxy. */
+export async function resolveChecksum(spec: ChecksumSpec, image: ImageRef, config: VariantConfig): Promise<ExpectedDigest> {
+  const endpoint = endpointOf(config)
+  const agentFor = await makeAgents(endpoint)
+  const readLocal = async (path: string, maxBytes: number) => {
+    const local = await checkLocalImage(path, 'the SUMS file')
+    if (local.size > maxBytes) throw new Failure(`the SUMS file ${path} is larger than ${maxBytes >> 20} MiB`, 'check image_checksum: it must name the SUMS file itself')
+    return readFile(local.path, 'utf8')
+  }
+  return expectedDigest(spec, image, (url, max) => fetchText(url, endpoint, agentFor, max), readLocal)
 }

@@ -16,6 +16,13 @@
 //   /authredirect/F  302 to /auth/F with the credentials u / p@ss in the Location's URL
 //   /stallget/F    HEAD answered with 405, Range ignored, and the body stalls after 64 KiB
 //   /to/URL        302 to the rest of the path, taken as a URL (%-escapes decoded): /to/file:///etc/passwd
+//   /droponce/F    the first GET of F under this prefix: half the body, then the socket is destroyed; later ones as plain
+//   /dropnorange/F as droponce, and Range is ignored (always the whole file with 200)
+//   /dropchange/F  as droponce, and F's ETag changes with every GET (so If-Range never matches)
+//   /etagflip/F    F's ETag changes with every request (If-None-Match never matches)
+//   /noval/F       no ETag and no Last-Modified: nothing to revalidate with
+// Plain answers carry a strong ETag ("size-mtime") and Last-Modified, answer If-None-Match /
+// If-Modified-Since with 304 and honour If-Range, as Apache and nginx do for static files.
 // Files are streamed, never read whole: test images can be hundreds of MiB.
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as http from 'node:http';
@@ -39,14 +46,19 @@ export interface TestServer {
   origin: string;
   url(p: string): string;
   /** number of GETs whose path minus any special prefix (and query) is p, e.g. hits('/a.img')
-   *  counts GET /a.img, /slow/a.img, /redirect/a.img...; use `requests` for exact matching */
+   *  counts GET /a.img, /slow/a.img, /redirect/a.img...; use `requests` for exact matching.
+   *  Conditional GETs (If-None-Match / If-Modified-Since: revalidations) are not counted here */
   hits(p: string): number;
+  /** number of conditional GETs (revalidations) of p, counted as hits() counts */
+  revalidations(p: string): number;
   requests: RecordedRequest[];
   close(): Promise<void>;
 }
 
-const PREFIXES = ['nohead', 'redirect', 'truncate', 'slow', 'hang', 'auth', 'needheader', 'status', 'short', 'stall', 'norange', 'html', 'gzipped', 'empty', 'to', 'authredirect', 'stallget'] as const;
+const PREFIXES = ['nohead', 'redirect', 'truncate', 'slow', 'hang', 'auth', 'needheader', 'status', 'short', 'stall', 'norange', 'html', 'gzipped', 'empty', 'to', 'authredirect', 'stallget', 'droponce', 'dropnorange', 'dropchange', 'etagflip', 'noval'] as const;
 type Mode = (typeof PREFIXES)[number] | 'plain';
+
+const conditional = (r: RecordedRequest) => r.headers['if-none-match'] !== undefined || r.headers['if-modified-since'] !== undefined;
 
 /** Split "/slow/a/b.img?x" into mode "slow" and file path "/a/b.img". */
 function splitTarget(target: string): { mode: Mode; file: string } {
@@ -94,6 +106,8 @@ export async function startHttpServer(opts: { root: string; tls?: { key: string;
   const root = path.resolve(opts.root);
   const requests: RecordedRequest[] = [];
   const sockets = new Set<Socket>();
+  const dropped = new Set<string>(); // droponce & co.: targets already cut once
+  let flips = 0; // etagflip, dropchange: a new ETag for every request
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
@@ -135,7 +149,18 @@ export async function startHttpServer(opts: { root: string; tls?: { key: string;
       await pipeline(createReadStream(abs), createGzip(), res).catch(() => { /* client went away */ });
       return;
     }
-    const range = mode === 'norange' || mode === 'stallget' ? null : parseRange(req.headers.range, st.size);
+    const etag = mode === 'noval' ? undefined : mode === 'etagflip' || mode === 'dropchange' ? `"${st.size}-${st.mtimeMs}-${++flips}"` : `"${st.size}-${st.mtimeMs}"`;
+    const lastModified = mode === 'noval' ? undefined : st.mtime.toUTCString();
+    const validators = { ...(etag ? { ETag: etag } : {}), ...(lastModified ? { 'Last-Modified': lastModified } : {}) };
+    // conditional GET (RFC 9110 13.1): If-None-Match first; If-Modified-Since only without it
+    const inm = req.headers['if-none-match'];
+    const ims = req.headers['if-modified-since'];
+    const unchanged = inm !== undefined ? etag !== undefined && inm.split(',').map((t) => t.trim()).includes(etag) : ims !== undefined && lastModified !== undefined && Date.parse(ims) >= Math.floor(st.mtimeMs / 1000) * 1000;
+    if (unchanged) return fail(304, validators);
+    const ifRange = req.headers['if-range'] as string | undefined;
+    const rangeOk = ifRange === undefined || ifRange === etag || (!ifRange.startsWith('"') && ifRange === lastModified);
+    const ignoresRange = mode === 'norange' || mode === 'stallget' || mode === 'dropnorange' || !rangeOk;
+    const range = ignoresRange ? null : parseRange(req.headers.range, st.size);
     if (range === 'bad') return fail(416, { 'Content-Range': `bytes */${st.size}` });
     const { start, end } = range ?? { start: 0, end: st.size - 1 };
     const length = end - start + 1;
@@ -143,10 +168,17 @@ export async function startHttpServer(opts: { root: string; tls?: { key: string;
       'Content-Type': mode === 'html' ? 'text/html; charset=utf-8' : 'application/octet-stream',
       'Content-Length': length,
       'Accept-Ranges': 'bytes',
-      'Last-Modified': st.mtime.toUTCString(),
+      ...validators,
       ...(range ? { 'Content-Range': `bytes ${start}-${end}/${st.size}` } : {}),
     });
     if (method === 'HEAD' || length === 0) return void res.end();
+    const dropNow = (mode === 'droponce' || mode === 'dropnorange' || mode === 'dropchange') && method === 'GET' && !dropped.has(target);
+    if (dropNow) {
+      dropped.add(target);
+      await flushWrite(res, await readPart(abs, start, Math.floor(length / 2))).catch(() => undefined);
+      res.socket?.destroy(); // leaves the client short of Content-Length, at half the body
+      return;
+    }
 
     if (mode === 'short' || mode === 'stall' || mode === 'stallget') {
       await flushWrite(res, await readPart(abs, start, Math.min(length, 64 * 1024))).catch(() => undefined);
@@ -199,7 +231,8 @@ export async function startHttpServer(opts: { root: string; tls?: { key: string;
     origin,
     requests,
     url: (p) => origin + norm(p),
-    hits: (p) => requests.filter((r) => r.method === 'GET' && splitTarget(r.path).file === norm(p)).length,
+    hits: (p) => requests.filter((r) => r.method === 'GET' && !conditional(r) && splitTarget(r.path).file === norm(p)).length,
+    revalidations: (p) => requests.filter((r) => r.method === 'GET' && conditional(r) && splitTarget(r.path).file === norm(p)).length,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((err) => (err ? reject(err) : resolve()));
