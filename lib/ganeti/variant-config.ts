@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream'
 import { spawnChild } from '../child.js'
 import { stopGroup } from '../cleanup.js'
 import { info } from '../log.js'
-import { stat } from 'node:fs/promises'
+import { readFile, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Failure } from '../errors.js'
 import { requireTrusted } from './trust.js'
@@ -31,6 +31,18 @@ export interface VariantConfig {
 
 export function variantDir(env: NodeJS.ProcessEnv, variant: string): string {
   return join(env[CONFIG_DIR_VARIABLE] || DEFAULT_CONFIG_DIR, variant)
+}
+
+/** The variants an operator's command covers: default, those in <config-dir>/variants.list,
+ *  and every directory of <config-dir> that holds a config. */
+export async function knownVariants(env: NodeJS.ProcessEnv): Promise<string[]> {
+  const dir = env[CONFIG_DIR_VARIABLE] || DEFAULT_CONFIG_DIR
+  const listed = (await readFile(join(dir, 'variants.list'), 'utf8').catch(() => '')).split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+  const dirs: string[] = []
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (await stat(join(dir, name, 'config')).then((st) => st.isFile(), () => false)) dirs.push(name)
+  }
+  return [...new Set(['default', ...listed, ...dirs.sort()])]
 }
 
 /** Splits `env -0` output into variables. */

@@ -44,7 +44,7 @@ export function describeNetworkError(err: unknown, url: URL, endpoint?: Endpoint
   if (proxy && CONNECT_ERRORS.has(code)) return { text: `${proxy} cannot be reached (${code === 'ECONNREFUSED' ? 'the connection was refused' : code})`, hint: PROXY_HINT }
   if (code === 'ECONNREFUSED') return { text: `the connection to ${where} was refused`, hint: HINT }
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return { text: `the host ${url.hostname} was not found`, hint: HINT }
-  if (code === 'ECONNRESET') return { text: `the connection to ${where}${proxy ? ` through ${proxy}` : ''} was cut off (ECONNRESET)`, hint: 'the server or the network ended it early: try again, or check the server' }
+  if (code === 'ECONNRESET') return { text: `the connection to ${where}${proxy ? ` through ${proxy}` : ''} was cut off (ECONNRESET)`, hint: 'the server or the network ended it early: try again (CUSTOM_CURL_OPTS="--retry 3" resumes such downloads), or check the server' }
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) return { text: `the TLS certificate of ${where} is not trusted (${code})`, hint: 'give its CA with --cacert in CUSTOM_CURL_OPTS' }
   if (e.name === 'AbortError') return { text: `the request to ${where}${proxy ? ` through ${proxy}` : ''} timed out`, hint: HINT }
   return { text: `the request to ${where}${proxy ? ` through ${proxy}` : ''} failed (${code || reason(err)})`, hint: HINT }
