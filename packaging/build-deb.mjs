@@ -6,9 +6,11 @@
 //                                             variants.list -> /etc/ganeti/instance-simpleimage/variants.list
 //   /etc/ganeti/instance-simpleimage/         variants.list and default/config (conffiles),
 //                                             default/hooks/
+//   /usr/sbin/simpleimage-cache               the operator's command (bundled as the scripts)
+//   /usr/share/man/man7/, man8/               the pages in packaging/man/ (gzipped)
 //   /usr/share/doc/ganeti-instance-simpleimage/   copyright, changelog.gz, README,
 //                                             examples/hooks/ (from example-hooks/)
-// Static packaging files live in packaging/debian/. Options:
+// Static packaging files live in packaging/debian/, the man pages in packaging/man/. Options:
 //   --out DIR       where the .deb goes (default: the repository root)
 //   --lintian       run lintian on the result and fail on errors and warnings
 //   --keep-staging  leave the staging tree in place and print its path
@@ -23,14 +25,19 @@ import { gzipSync } from 'node:zlib'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const debianDir = join(root, 'packaging', 'debian')
+const manDir = join(root, 'packaging', 'man')
 
 export const PACKAGE = 'ganeti-instance-simpleimage'
 export const OS_NAME = 'simpleimage'
 export const OS_DIR = `/usr/share/ganeti/os/${OS_NAME}`
 export const CONFIG_DIR = '/etc/ganeti/instance-simpleimage'
 export const DOC_DIR = `/usr/share/doc/${PACKAGE}`
+export const SBIN_DIR = '/usr/sbin'
+export const MAN_DIR = '/usr/share/man'
 export const NODE = '/usr/bin/node'
 export const ACTIONS = ['create', 'import', 'export', 'rename', 'verify']
+/** The operator's commands: installed in SBIN_DIR, each with a page in packaging/man/. */
+export const COMMANDS = ['simpleimage-cache']
 
 /** The newest changelog entry: its version, its maintainer (the package's Maintainer) and
  *  its date (the time stamp of every file in the package). */
@@ -87,28 +94,47 @@ under the License.
 On Debian systems, the complete text of the Apache License, Version 2.0
 can be found in "/usr/share/common-licenses/Apache-2.0".`
 
+const ISC = `Permission to use, copy, modify, and/or distribute this software for any
+purpose with or without fee is hereby granted, provided that the above
+copyright notice and this permission notice appear in all copies.
+
+THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF OR
+IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.`
+
 /** SPDX name in package.json -> [DEP-5 short name, license text]. */
 const LICENSES = {
   MIT: ['Expat', EXPAT],
   'Apache-2.0': ['Apache-2.0', APACHE],
+  ISC: ['ISC', ISC], // ini (the image catalog)
 }
 
 /** A DEP-5 field body: continuation lines start with a space, empty lines are ' .'. */
 const field = (text) => text.split('\n').map((l, i) => (i === 0 ? l : ` ${l.trim() === '' || l.trim() === '.' ? '.' : l}`)).join('\n')
 
-/** The npm packages esbuild put into the bundles: it marks each module with a
- *  "// node_modules/<package>/<file>" comment. */
+/** Where each bundle is installed: the OS scripts and the operator's commands. */
+const BUNDLES = [...ACTIONS.map((name) => ({ name, where: OS_DIR })), ...COMMANDS.map((name) => ({ name, where: `${SBIN_DIR}/${name}` }))]
+
+/** The npm packages esbuild put into the bundles (it marks each module with a
+ *  "// node_modules/<package>/<file>" comment), each with where its bundles are installed. */
 async function bundledPackages() {
-  const names = new Set()
-  for (const action of ACTIONS) {
-    const code = await readFile(join(root, 'dist', action), 'utf8')
-    for (const m of code.matchAll(/^\/\/ node_modules\/((?:@[^/\s]+\/)?[^/\s]+)\//gm)) names.add(m[1])
+  const found = new Map()
+  for (const { name, where } of BUNDLES) {
+    const code = await readFile(join(root, 'dist', name), 'utf8')
+    for (const m of code.matchAll(/^\/\/ node_modules\/((?:@[^/\s]+\/)?[^/\s]+)\//gm)) {
+      if (!found.has(m[1])) found.set(m[1], new Set())
+      found.get(m[1]).add(where)
+    }
   }
-  if (names.size === 0) throw new Error('found no "// node_modules/..." module comments in dist/: cannot list the bundled modules for the copyright file')
-  return [...names].sort()
+  if (found.size === 0) throw new Error('found no "// node_modules/..." module comments in dist/: cannot list the bundled modules for the copyright file')
+  return [...found.keys()].sort().map((name) => ({ name, where: [...found.get(name)] }))
 }
 
-async function noticeFor(name) {
+async function noticeFor({ name, where }) {
   const dir = join(root, 'node_modules', name)
   const pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8'))
   const spdx = typeof pkg.license === 'string' ? pkg.license : pkg.license?.type
@@ -118,13 +144,21 @@ async function noticeFor(name) {
   let holders = text
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => /^copyright\b/i.test(l) && /\d{4}/.test(l) && !/\[yyyy\]/.test(l))
+    // a notice has a year or a (c) ("Copyright (c) Isaac Z. Schlueter and Contributors", ini's);
+    // the licence's own "copyright notice and this permission notice" has neither
+    .filter((l) => /^copyright\b/i.test(l) && (/\d{4}/.test(l) || /^copyright\s*(\(c\)|©)/i.test(l)) && !/\[yyyy\]/.test(l))
     .map((l) => l.replace(/^copyright\s*(\(c\)|©)?\s*/i, ''))
   if (holders.length === 0) {
     const author = typeof pkg.author === 'string' ? pkg.author : pkg.author?.name ? `${pkg.author.name}${pkg.author.email ? ` <${pkg.author.email}>` : ''}` : undefined
     holders = [author ? author.replace(/\s*\(https?:[^)]*\)/, '') : `the ${name} authors`]
   }
-  return { name, version: pkg.version, license: LICENSES[spdx][0], holders }
+  return { name, where, version: pkg.version, license: LICENSES[spdx][0], holders }
+}
+
+/** "the scripts in /usr/share/ganeti/os/simpleimage and /usr/sbin/simpleimage-cache" */
+function bundledInto(where) {
+  const places = where.map((w) => (w === OS_DIR ? `the scripts in ${OS_DIR}` : w))
+  return places.length > 1 ? `${places.slice(0, -1).join(', ')} and ${places.at(-1)}` : places[0]
 }
 
 async function copyrightText() {
@@ -132,7 +166,7 @@ async function copyrightText() {
   const notices = await Promise.all((await bundledPackages()).map(noticeFor))
   const used = new Set()
   for (const n of notices) {
-    text += `\nFiles: node_modules/${n.name}/*\nCopyright: ${field(n.holders.join('\n'))}\nLicense: ${n.license}\nComment: npm package ${n.name} ${n.version}, bundled into the scripts in ${OS_DIR}\n`
+    text += `\nFiles: node_modules/${n.name}/*\nCopyright: ${field(n.holders.join('\n'))}\nLicense: ${n.license}\nComment: npm package ${n.name} ${n.version}, bundled into ${bundledInto(n.where)}\n`
     used.add(n.license)
   }
   for (const [short, body] of Object.values(LICENSES)) {
@@ -161,13 +195,35 @@ async function walk(dir) {
   return out
 }
 
+/** A bundle as installed: its #! line names Debian's node, which the package depends on,
+ *  not whichever node comes first in the PATH of Ganeti or of the operator. */
+async function nodeScript(name) {
+  const code = await readFile(join(root, 'dist', name), 'utf8')
+  if (!code.startsWith('#!')) throw new Error(`dist/${name} has no #! line`)
+  return code.replace(/^#!.*\n/, `#!${NODE}\n`)
+}
+
+/** packaging/man/<name>.<section> with @VERSION@ and @DATE@ (the changelog's, so that the
+ *  pages are reproducible) filled in, gzipped as dh_installman does (-9n: no name, no time). */
+async function manPages(changelog, version) {
+  const date = new Date(changelog.epoch * 1000).toISOString().slice(0, 10)
+  const pages = []
+  for (const file of (await readdir(manDir)).filter((f) => /^[a-z0-9][a-z0-9.+-]*\.[1-9]$/.test(f)).sort()) {
+    const text = (await readFile(join(manDir, file), 'utf8')).replaceAll('@VERSION@', version).replaceAll('@DATE@', date)
+    const left = /@[A-Z_]+@/.exec(text)
+    if (left) throw new Error(`packaging/man/${file}: unreplaced ${left[0]}`)
+    pages.push({ path: `${MAN_DIR}/man${file.slice(-1)}/${file}.gz`, content: gzipSync(Buffer.from(text), { level: 9 }) })
+  }
+  // as lintian's no-manual-page asks: every command in /usr/sbin has its page
+  for (const command of COMMANDS) {
+    if (!pages.some((p) => /\/man8\/(.+)\.8\.gz$/.exec(p.path)?.[1] === command)) throw new Error(`packaging/man/${command}.8 is missing: every command in ${SBIN_DIR} needs a man page`)
+  }
+  return pages
+}
+
 async function stageTree(stage, changelog, version) {
   // the OS directory
-  for (const action of ACTIONS) {
-    const code = await readFile(join(root, 'dist', action), 'utf8')
-    if (!code.startsWith('#!')) throw new Error(`dist/${action} has no #! line`)
-    await put(stage, `${OS_DIR}/${action}`, code.replace(/^#!.*\n/, `#!${NODE}\n`), 0o755)
-  }
+  for (const action of ACTIONS) await put(stage, `${OS_DIR}/${action}`, await nodeScript(action), 0o755)
   for (const file of ['ganeti_api_version', 'parameters.list']) {
     await put(stage, `${OS_DIR}/${file}`, await readFile(join(root, file)), 0o644)
   }
@@ -180,7 +236,11 @@ async function stageTree(stage, changelog, version) {
   await put(stage, `${CONFIG_DIR}/default/config`, await readFile(join(root, 'packaging', 'variant-config.template')), 0o644)
   await mkdir(join(stage, CONFIG_DIR, 'default', 'hooks'), { recursive: true })
 
+  // the operator's commands
+  for (const command of COMMANDS) await put(stage, `${SBIN_DIR}/${command}`, await nodeScript(command), 0o755)
+
   // documentation
+  for (const page of await manPages(changelog, version)) await put(stage, page.path, page.content, 0o644)
   await put(stage, `${DOC_DIR}/copyright`, await copyrightText(), 0o644)
   await put(stage, `${DOC_DIR}/changelog.gz`, gzipSync(await readFile(join(debianDir, 'changelog')), { level: 9 }), 0o644)
   if (existsSync(join(root, 'README.md'))) {
@@ -253,8 +313,9 @@ export async function buildDeb(opts = {}) {
   const cwd = process.cwd()
   process.chdir(root)
   try {
-    const { ACTIONS: built, buildAll } = await import('../build.mjs')
+    const { ACTIONS: built, COMMANDS: builtCommands = [], buildAll } = await import('../build.mjs')
     if (built.join() !== ACTIONS.join()) throw new Error(`build.mjs builds ${built.join(', ')}, build-deb.mjs packages ${ACTIONS.join(', ')}: update ACTIONS here`)
+    if (builtCommands.join() !== COMMANDS.join()) throw new Error(`build.mjs builds the commands ${builtCommands.join(', ') || '(none)'}, build-deb.mjs packages ${COMMANDS.join(', ')}: update COMMANDS here`)
     await buildAll({ quiet: true })
   } finally {
     process.chdir(cwd)
