@@ -60,7 +60,8 @@ async function list(cmd: Extract<CacheCommand, { command: 'list' }>): Promise<vo
       const m = e.meta
       const digests = [m?.sha256 && `sha256:${m.sha256}`, m?.sha512 && `sha512:${m.sha512}`].filter(Boolean).join(' ') || 'digest unknown'
       const checked = m && m.checkedAt > m.storedAt ? `, confirmed by the server ${ago(Date.now() - m.checkedAt)} ago` : ''
-      process.stdout.write(`  ${m?.url || '(URL unknown: stored by an older version)'}\n    ${formatBytes(e.size)}, downloaded ${ago(Date.now() - e.mtimeMs)} ago${checked}${e.inUse ? ', in use' : ''}\n    ${digests}\n    ${e.path}\n`)
+      // one line per entry, so that it can be grepped and cut
+      process.stdout.write(`  ${m?.url || '(URL unknown: stored by an older version)'}  ${formatBytes(e.size)}  downloaded ${ago(Date.now() - e.mtimeMs)} ago${checked}  ${digests}${e.inUse ? '  in use' : ''}  ${e.path}\n`)
       count++
     }
   }

@@ -133,7 +133,7 @@ test('purge --expired keeps young entries; purge keeps one in use and removes th
   assert.match(r.stderr, /kept .*\.image: in use/)
   assert.is(entries('default').length, 1)
   const listed = await run(['list'])
-  assert.match(listed.stdout, /, in use/)
+  assert.match(listed.stdout, /  in use  /)
   process.kill(-holder.pid!) // flock and its sleep, which holds the lock too
   await sleep(200)
   r = await run(['purge'])
