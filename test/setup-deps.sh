@@ -10,7 +10,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 PKGS=(bash coreutils util-linux mount fdisk e2fsprogs xz-utils bzip2 gzip lbzip2 zstd
       qemu-utils openssl tinyproxy python3 curl ca-certificates time lintian
-      qemu-system-x86 mmdebstrap grub-pc-bin grub2-common dosfstools socat)
+      qemu-system-x86 mmdebstrap grub-pc-bin grub2-common dosfstools socat squid)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 command -v node >/dev/null || missing+=(nodejs)
@@ -20,9 +20,12 @@ if [ ${#missing[@]} -gt 0 ] || ! apt-cache madison nodejs 2>/dev/null | grep -q 
   apt-get update -q >/dev/null
   [ ${#missing[@]} -eq 0 ] || apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# tinyproxy's package starts a system-wide daemon; the tests start their own
-if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl disable --now tinyproxy >/dev/null 2>&1 || true
-else service tinyproxy stop >/dev/null 2>&1 || true; fi
+# tinyproxy's and squid's packages start a system-wide daemon (squid on port 3128); the
+# tests start their own, on free ports with their config, logs and cache in a temp dir
+for svc in tinyproxy squid; do
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  else service "$svc" stop >/dev/null 2>&1 || true; fi
+done
 
 echo "setup-deps: node 18 for the compatibility test: $(bash test/support/node18.sh)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

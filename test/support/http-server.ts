@@ -156,7 +156,8 @@ export async function startHttpServer(opts: { root: string; tls?: { key: string;
     const inm = req.headers['if-none-match'];
     const ims = req.headers['if-modified-since'];
     const unchanged = inm !== undefined ? etag !== undefined && inm.split(',').map((t) => t.trim()).includes(etag) : ims !== undefined && lastModified !== undefined && Date.parse(ims) >= Math.floor(st.mtimeMs / 1000) * 1000;
-    if (unchanged) return fail(304, validators);
+    // a 304 carries no Content-Length (RFC 9110 8.6): a cache would take 0 for the file's
+    if (unchanged) return void res.writeHead(304, validators).end();
     const ifRange = req.headers['if-range'] as string | undefined;
     const rangeOk = ifRange === undefined || ifRange === etag || (!ifRange.startsWith('"') && ifRange === lastModified);
     const ignoresRange = mode === 'norange' || mode === 'stallget' || mode === 'dropnorange' || !rangeOk;
