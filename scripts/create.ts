@@ -13,7 +13,7 @@ import { blockDeviceFor, inspectTarget, restoreFileSize, sameFile } from '../lib
 import type { Readable } from 'node:stream'
 import { writeImage, writeImageStream } from '../lib/disk/deploy.js'
 import type { WriteResult } from '../lib/disk/write.js'
-import { detectFileCodec } from '../lib/disk/decode.js'
+import { detectFileCodec, detectStreamCodec } from '../lib/disk/decode.js'
 import { planHooks, runHooks } from '../lib/ganeti/hooks.js'
 import { defer } from '../lib/cleanup.js'
 import { Failure, ImageError } from '../lib/errors.js'
@@ -46,12 +46,15 @@ INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
     let label = ''
     info(`image ${image.kind === 'url' ? 'URL' : 'file'} ${image.kind === 'url' ? image.url.href : image.path}, type ${params.image_type || 'auto (not set)'}, onto ${target.path} (${target.kind}, ${formatBytes(target.size)})`)
 
-    // a download can be written while it arrives, unless the format must be seen whole first
+    // a download is written while it arrives, unless the format must be seen whole first
     let result: WriteResult | undefined
     let touched = false // whether disk 0 may hold some of the image: a wrong one is spoilt
-    const streamTo = imageType === 'auto' || imageType === 'qcow2' ? undefined : async (body: Readable, length?: number) => {
+    const streamTo = imageType === 'qcow2' ? undefined : async (body: Readable, length?: number) => {
+      const codec = imageType === 'auto' ? await detectStreamCodec(body) : imageType
+      if (imageType === 'auto') info(`image_type auto: the image is ${CODEC_NAMES[codec]}${codec === 'qcow2' ? ', which is written once it is downloaded whole' : ''}`)
+      if (codec === 'qcow2') return 'declined'
       touched = true
-      result = await writeImageStream(body, length, imageType, target)
+      result = await writeImageStream(body, length, codec, target)
     }
     await spoilIfWrong(target, () => touched, async () => {
       const expected = checksum ? await resolveChecksum(checksum, image, config) : undefined

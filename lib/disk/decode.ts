@@ -223,3 +223,32 @@ export async function detectFileCodec(path: string): Promise<Codec> {
     await fh.close()
   }
 }
+
+/** The format of a stream from its first bytes (image_type=auto while downloading), which
+ *  are put back: the stream is read from its start afterwards. */
+export async function detectStreamCodec(body: Readable): Promise<Codec> {
+  const parts: Buffer[] = []
+  let got = 0
+  while (got < 16 && !body.readableEnded && !body.destroyed) {
+    const chunk = body.read() as Buffer | null
+    if (chunk !== null) {
+      parts.push(chunk)
+      got += chunk.length
+      continue
+    }
+    await new Promise<void>((resolve) => {
+      const go = () => {
+        body.off('readable', go)
+        body.off('end', go)
+        body.off('close', go)
+        resolve()
+      }
+      body.on('readable', go)
+      body.on('end', go)
+      body.on('close', go)
+    })
+  }
+  const head = Buffer.concat(parts)
+  if (head.length > 0) body.unshift(head)
+  return detectCodec(head)
+}

@@ -14,7 +14,9 @@ import { checkImageHeaders, networkFailure, httpFailure, withRetries, TransientE
 import { formatBytes, info, redact } from '../log.js'
 import { resumeFrom, validatorsOf } from './resume.js'
 
-type Consumer = (body: Readable, length: number | undefined) => Promise<void>
+/** Writes the image from the download as it arrives; 'declined' when it cannot (a qcow2
+ *  found by image_type=auto must be seen whole): the download then just completes. */
+type Consumer = (body: Readable, length: number | undefined) => Promise<void | 'declined'>
 
 const BATCH = 1 << 20
 
@@ -114,7 +116,7 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
       await tap?.end()
       const digests: Digests = {}
       for (const [algo, hash] of hashes) digests[algo] = hash.digest('hex')
-      return { outcome: tap ? 'streamed' : 'complete', validators: first ?? {}, digests }
+      return { outcome: tap && !tap.declined() ? 'streamed' : 'complete', validators: first ?? {}, digests }
     } catch (err) {
       if (err instanceof ConsumerError) throw err.cause
       const failure = networkFailure(url, err, endpoint)
@@ -148,6 +150,8 @@ class ConsumerError extends Error {
 interface Tap {
   /** Hands a batch to the consumer; false once it needs no more (it has the whole image). */
   push(bufs: Buffer[]): Promise<boolean>
+  /** Whether the consumer declined the stream: the download goes on into the cache alone. */
+  declined(): boolean
   end(): Promise<void>
   abort(): Promise<void>
 }
@@ -160,9 +164,11 @@ function startConsumer(consumer: Consumer, length: number | undefined): Tap {
   stream.on('error', () => undefined)
   let failed: ConsumerError | undefined
   let settled = false
+  let declined = false
   const done = consumer(stream, length).then(
-    () => {
+    (verdict) => {
       settled = true
+      declined = verdict === 'declined'
       stream.destroy() // its end: nothing waits for 'drain' any more
     },
     (err: unknown) => {
@@ -175,14 +181,17 @@ function startConsumer(consumer: Consumer, length: number | undefined): Tap {
     if (failed) throw failed
   }
   const wanted = async () => {
+    if (declined) return true // the cache still wants every byte
     if (!settled && !stream.destroyed) return true
     await done // the decoder has stopped reading: wait for its verdict
     check()
     return false
   }
   return {
+    declined: () => declined,
     async push(bufs) {
       if (!(await wanted())) return false
+      if (declined) return true
       for (const buf of bufs) stream.write(buf)
       // bounded memory: wait while the consumer is behind, unless it has stopped
       if (stream.writableNeedDrain && !stream.destroyed) {

@@ -68,7 +68,7 @@ export async function checkLocalImage(path: string, what = 'the image'): Promise
 
 /** Receives the image's bytes while they are downloaded (a cache miss), with the
  *  announced length if any; resolves when they are on disk 0. */
-export type StreamConsumer = (body: Readable, length: number | undefined) => Promise<void>
+export type StreamConsumer = (body: Readable, length: number | undefined) => Promise<void | 'declined'>
 
 /** The image as a local file: the path itself, or the cache entry for a URL, downloaded
  *  first on a miss (or when the server has a newer one). With `consumer`, a miss feeds the

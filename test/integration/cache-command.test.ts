@@ -107,7 +107,7 @@ test('list: every variant\'s cache, with URL, size, age and digests, on stdout',
   assert.match(r.stdout, new RegExp(`${cache('default')} \\(variant default\\): 1 image\\(s\\)`))
   assert.match(r.stdout, new RegExp(`${cache('other')} \\(variant other\\): 1 image\\(s\\)`))
   assert.match(r.stdout, new RegExp(web.url('/pub/debian-12.raw').replace(/[.]/g, '\\.')))
-  assert.match(r.stdout, /3\.0 MiB, downloaded 0 min ago/)
+  assert.match(r.stdout, /  3\.0 MiB  downloaded 0 min ago  /)
   assert.match(r.stdout, new RegExp(`sha512:${sha512(image)}`))
   const one = await run(['list', '--variant', 'other'])
   assert.not.match(one.stdout, new RegExp(cache('default')))

@@ -57,6 +57,22 @@ for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+bz2', 'raw+xz', 'raw+zst'
   })
 }
 
+test('image_type auto streams too: the format is told from the first bytes of the body; qcow2 is written once whole', async () => {
+  const v = variant(ws, 'auto-stream')
+  for (const type of ['raw', 'raw+gz', 'raw+bzip2', 'raw+xz', 'raw+zst', 'qcow2']) {
+    const disk = sparseDisk(ws.dir, 'auto.img')
+    const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/' + img.files[type as 'raw']), DISK_0_PATH: disk })
+    assert.is(r.code, 0, r.output)
+    assert.match(r.output, new RegExp(`image_type auto: the image is ${type.replace('+', '\\+')}`))
+    if (type === 'qcow2') {
+      assert.match(r.output, /written once it is downloaded whole/)
+      assert.not.match(r.output, /while downloading/)
+    } else assert.match(r.output, /written to disk 0 while downloading\)/, type)
+    assert.ok(readHead(disk, img.bytes.length).equals(img.bytes), type)
+  }
+  assert.is(cacheFiles(v).filter((f) => f.endsWith('.image')).length, 6, 'every download is cached')
+})
+
 test('a cache miss is written to disk 0 while it downloads; with --retry it downloads first', async () => {
   let r = await create({ OS_VARIANT: variant(ws, 'stream'), OSP_IMAGE: web.url('/image.raw.bz2'), OSP_IMAGE_TYPE: 'raw+bzip2', DISK_0_PATH: sparseDisk(ws.dir, 'st.img') })
   assert.is(r.code, 0, r.output)

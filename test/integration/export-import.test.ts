@@ -106,7 +106,7 @@ test('OS directory layout: what Ganeti 3.0 checks', () => {
   const params = readFileSync(join(ws.osDir, 'parameters.list'), 'utf8')
   assert.ok(params.endsWith('\n'))
   const lines = params.slice(0, -1).split('\n')
-  assert.equal(lines.map((l) => l.split(' ')[0]), ['image', 'image_type', 'ssh_authorized_keys', 'user_data', 'dns_nameservers', 'dns_search'])
+  assert.equal(lines.map((l) => l.split(' ')[0]), ['image', 'image_type', 'image_checksum', 'ssh_authorized_keys', 'user_data', 'dns_nameservers', 'dns_search'])
   for (const line of lines) {
     assert.match(line, /^[a-z_]+ \S.*$/, 'parameters.list: "name description", no blank lines or comments')
     assert.not.match(line, /^#/)
