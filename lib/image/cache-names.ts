@@ -14,6 +14,10 @@ export function cacheKey(url: URL): string {
 export const entryName = (key: string) => `${key}.image`
 export const lockName = (key: string) => `${key}.lock`
 export const tempName = (key: string, unique: string) => `${key}.part-${unique}`
+/** The temporary file of a download that is only ever appended to (never starts over), which
+ *  parallel creates may read as it grows (./follow.ts): tempName(key, SHAREABLE_TAG + ...). */
+export const SHAREABLE_TAG = 's-'
+export const shareablePrefix = (key: string) => `${key}.part-${SHAREABLE_TAG}`
 
 export type CacheFileKind = 'entry' | 'meta' | 'lock' | 'temp'
 

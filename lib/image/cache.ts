@@ -10,9 +10,10 @@ import { dirname, join } from 'node:path'
 import { Failure, errorMessage } from '../errors.js'
 import { acquireLock, describeFsError, type Lock, type LockOptions } from '../lock.js'
 import { debug, info, redact } from '../log.js'
-import { cacheKey, classifyName, entryDistrust, entryName, isExpired, lockName, tempName } from './cache-names.js'
+import { cacheKey, classifyName, entryDistrust, entryName, isExpired, lockName, SHAREABLE_TAG, tempName } from './cache-names.js'
 import { metaName, readMeta, removeMeta, writeMeta, type EntryMeta } from './cache-meta.js'
 import type { DigestAlgo } from './checksum.js'
+import { findLiveDownload, type FollowOutcome } from './follow.js'
 
 export { cacheKey, classifyName, entryDistrust, entryName, isExpired, lockName, tempName } from './cache-names.js'
 
@@ -140,6 +141,10 @@ export interface CacheRequest {
   revalidate?(validators: Validators): Promise<Verdict>
   /** Checks a finished download's digests before it is stored; throws to refuse it. */
   accept?(digests: Digests): void
+  /** Our download never starts over (no --retry): parallel creates may follow it (./follow.ts). */
+  shareable?: boolean
+  /** Writes disk 0 from another create's download in progress, instead of waiting for it. */
+  follow?(path: string): Promise<FollowOutcome>
 }
 
 export interface CacheResult {
@@ -148,6 +153,8 @@ export interface CacheResult {
   hit: boolean
   /** Where the image was written while it downloaded: the entry is not read. */
   streamed: boolean
+  /** Written from another create's download as it arrived (./follow.ts). */
+  shared?: boolean
   /** The entry's metadata (digests known without reading it), when it has any. */
   meta?: EntryMeta
   /** Releases the shared lock that keeps the entry from being expired or replaced while we read it. */
@@ -188,7 +195,13 @@ export async function cachedDownload(req: CacheRequest): Promise<CacheResult> {
   let downloaded = false
   let stale: number | undefined // the inode of an entry the server said has changed
   for (let round = 0; round < 4; round++) {
-    const shared = (await acquireLock(join(dir, lockName(key)), 'shared', lockOpts)) as Lock
+    let shared = await acquireLock(join(dir, lockName(key)), 'shared', { ...lockOpts, wait: round > 0 || !req.follow ? true : false })
+    if (!shared) {
+      // busy: most likely another create downloading this URL, whose download we may share
+      const live = await findLiveDownload(dir, key)
+      if (live && (await req.follow!(live)) === 'followed') return { hit: false, streamed: true, shared: true, release: noop, discard: noop, remember: noop }
+      shared = (await acquireLock(join(dir, lockName(key)), 'shared', lockOpts)) as Lock
+    }
     const state = await entryState(path, maxDays, since)
     if (state.usable && state.ino !== stale) {
       let meta = await readMeta(dir, key, state)
@@ -262,7 +275,7 @@ function entryResult(dir: string, key: string, path: string, state: Extract<Entr
  *  keeps what it opened) only when complete, synced and accepted, its metadata first. */
 async function downloadToTemp(req: CacheRequest, key: string): Promise<DownloadOutcome> {
   const { dir } = req
-  const temp = join(dir, tempName(key, `${process.pid}-${Date.now().toString(36)}`))
+  const temp = join(dir, tempName(key, `${req.shareable ? SHAREABLE_TAG : ''}${process.pid}-${Date.now().toString(36)}`))
   const fh = await open(temp, 'wx', 0o600).catch((err: unknown) => {
     throw cacheWriteFailure(failedWith(err))
   })

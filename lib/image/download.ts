@@ -16,7 +16,7 @@ import { resumeFrom, validatorsOf } from './resume.js'
 
 /** Writes the image from the download as it arrives; 'declined' when it cannot (a qcow2
  *  found by image_type=auto must be seen whole): the download then just completes. */
-type Consumer = (body: Readable, length: number | undefined) => Promise<void | 'declined'>
+export type Consumer = (body: Readable, length: number | undefined) => Promise<void | 'declined'>
 
 const BATCH = 1 << 20
 

@@ -7,7 +7,8 @@ import { Failure, ImageError } from '../errors.js'
 import { forbiddenImagePath, type ImageRef } from '../ganeti/params.js'
 import { parseCurlOpts } from './curl-opts.js'
 import type { VariantConfig } from '../ganeti/variant-config.js'
-import { cachedDownload, expireEntries, prepareStorage, type Digests } from './cache.js'
+import { cacheKey, cachedDownload, expireEntries, prepareStorage, type Digests } from './cache.js'
+import { followDownload } from './follow.js'
 import { makeAgents, type Endpoint } from './http.js'
 import { downloadInto } from './download.js'
 import { checkDigest, expectedDigest, type ChecksumSpec, type ExpectedDigest } from './checksum.js'
@@ -98,7 +99,10 @@ export async function openImage(ref: ImageRef, config: VariantConfig, consumer?:
       download: (fh) => downloadInto(fh, ref.url, endpoint, agentFor, tee, { algos: expected ? [expected.algo] : [] }),
       revalidate: config.revalidate ? (v) => revalidate(ref.url, v, endpoint, agentFor) : undefined,
       accept: expected ? (d) => checkDigest(expected, d[expected.algo]) : undefined,
+      shareable: tee !== undefined,
+      follow: tee ? (path) => followDownload(config.imageStorage, cacheKey(ref.url), path, tee, expected) : undefined,
     })
+    if (entry.shared) return { streamed: true, label, release: entry.release }
     if (entry.streamed || entry.path === undefined) {
       info(`cache miss: ${label}${entry.path ? ` is ${entry.path}` : ''} (written to disk 0 while downloading${entry.path ? '' : '; not cached'})`)
       return { streamed: true, label, release: entry.release }

@@ -112,14 +112,16 @@ test('HTTP 404 and a refused connection fail with the cause', async () => {
   assert.equal(cacheFiles(v).filter((f) => !f.endsWith('.lock')), [])
 })
 
-test('eight parallel creates of one URL: one download, eight correct disks', async () => {
+test('eight parallel creates of one URL: one download, shared as it arrives, eight correct disks', async () => {
   const v = variant(ws, 'parallel')
   const before = web.hits('/image.raw.gz')
   const disks = Array.from({ length: 8 }, (_, i) => sparseDisk(ws.dir, `par-${i}.img`))
   const runs = await Promise.all(disks.map((disk) => create({ OS_VARIANT: v, OSP_IMAGE: web.url('/slow/image.raw.gz'), OSP_IMAGE_TYPE: 'raw+gz', DISK_0_PATH: disk })))
   for (const r of runs) assert.is(r.code, 0, r.output)
   assert.is(web.hits('/image.raw.gz') - before, 1, 'downloaded more than once')
-  assert.is(runs.filter((r) => /cache miss/.test(r.output)).length, 1)
+  assert.is(runs.filter((r) => /cache miss: .*\(written to disk 0 while downloading\)/.test(r.output)).length, 1)
+  // the others wrote their disks from that download while it arrived, not from the entry after it
+  assert.is(runs.filter((r) => /written from the download of another create as it arrived/.test(r.output)).length, 7)
   for (const disk of disks) assert.ok(readHead(disk, img.bytes.length).equals(img.bytes))
 })
 

@@ -21,6 +21,7 @@
 //   /dropchange/F  as droponce, and F's ETag changes with every GET (so If-Range never matches)
 //   /etagflip/F    F's ETag changes with every request (If-None-Match never matches)
 //   /noval/F       no ETag and no Last-Modified: nothing to revalidate with
+//   /slowcut/F     as slow, and cut off as truncate: half the body at ~1 MiB/s, then the socket is destroyed
 // Plain answers carry a strong ETag ("size-mtime") and Last-Modified, answer If-None-Match /
 // If-Modified-Since with 304 and honour If-Range, as Apache and nginx do for static files.
 // Files are streamed, never read whole: test images can be hundreds of MiB.
@@ -55,7 +56,7 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-const PREFIXES = ['nohead', 'redirect', 'truncate', 'slow', 'hang', 'auth', 'needheader', 'status', 'short', 'stall', 'norange', 'html', 'gzipped', 'empty', 'to', 'authredirect', 'stallget', 'droponce', 'dropnorange', 'dropchange', 'etagflip', 'noval'] as const;
+const PREFIXES = ['nohead', 'redirect', 'truncate', 'slow', 'hang', 'auth', 'needheader', 'status', 'short', 'stall', 'norange', 'html', 'gzipped', 'empty', 'to', 'authredirect', 'stallget', 'droponce', 'dropnorange', 'dropchange', 'etagflip', 'noval', 'slowcut'] as const;
 type Mode = (typeof PREFIXES)[number] | 'plain';
 
 const conditional = (r: RecordedRequest) => r.headers['if-none-match'] !== undefined || r.headers['if-modified-since'] !== undefined;
@@ -186,23 +187,23 @@ export async function startHttpServer(opts: { root: string; tls?: { key: string;
       if (mode === 'short') res.socket?.destroy(); // else: stalls until the client or close() ends it
       return;
     }
-    if (mode !== 'truncate' && mode !== 'slow') {
+    if (mode !== 'truncate' && mode !== 'slow' && mode !== 'slowcut') {
       await pipeline(createReadStream(abs, { start, end }), res).catch(() => { /* client went away */ });
       return;
     }
     // truncate: only the first half; slow: 64 KiB chunks with a pause. Stop if the client goes away.
-    const last = mode === 'truncate' ? start + Math.floor(length / 2) - 1 : end;
+    const last = mode === 'truncate' || mode === 'slowcut' ? start + Math.floor(length / 2) - 1 : end;
     const rs = createReadStream(abs, { start, end: last, highWaterMark: 64 * 1024 });
     res.on('close', () => rs.destroy());
     try {
       for await (const chunk of rs) {
-        if (mode === 'slow') await sleep(1000 / 16); // before the write: n chunks take n/16 s as seen by the client
+        if (mode === 'slow' || mode === 'slowcut') await sleep(1000 / 16); // before the write: n chunks take n/16 s as seen by the client
         if (res.destroyed) break;
         await flushWrite(res, chunk as Buffer);
       }
     } catch { /* client went away */ }
     rs.destroy();
-    if (mode === 'truncate') res.socket?.destroy(); // leaves the client short of Content-Length
+    if (mode === 'truncate' || mode === 'slowcut') res.socket?.destroy(); // leaves the client short of Content-Length
     else res.end();
   }
 

@@ -1,0 +1,131 @@
+// Parallel creates of one cold URL share its download as it arrives (Ganeti runs creates
+// on a node at once): the first one downloads into <key>.part-s-*, a temporary file that
+// never starts over (no --retry), and the others read that file as it grows, writing their
+// own disk 0 from it, instead of waiting for the download to finish and then reading the
+// entry. A follower knows the download is over when the temporary file's name is gone:
+// renamed to the entry (same inode: complete, synced and accepted) or removed (failed).
+import { constants } from 'node:fs'
+import { open, readdir, stat, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
+import { createHash } from 'node:crypto'
+import { Failure } from '../errors.js'
+import { debug, info } from '../log.js'
+import { entryDistrust, entryName, shareablePrefix } from './cache-names.js'
+import type { Consumer } from './download.js'
+import { checkDigest, type ExpectedDigest } from './checksum.js'
+
+const CHUNK = 1 << 20
+const POLL_MS = 15
+/** How long a follower looks for the download's temporary file while its lock is busy. */
+const FIND_MS = 1000
+
+export type FollowOutcome = 'followed' | 'not-found'
+
+/** The shareable download of `key` in progress in dir, if one is (looked for a moment: the
+ *  downloader makes its file just after taking the lock). */
+export async function findLiveDownload(dir: string, key: string): Promise<string | undefined> {
+  const until = Date.now() + FIND_MS
+  for (;;) {
+    const names = await readdir(dir).catch(() => [] as string[])
+    const live = names.find((n) => n.startsWith(shareablePrefix(key)))
+    if (live || Date.now() >= until) return live && join(dir, live)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Feeds the growing file at `path` to the consumer until the download is over. */
+export async function followDownload(dir: string, key: string, path: string, consumer: Consumer, expected?: ExpectedDigest): Promise<FollowOutcome> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => null)
+  if (!fh) return 'not-found' // renamed or removed meanwhile: the entry path says which
+  try {
+    const st = await fh.stat()
+    const why = entryDistrust(st, process.getuid?.() ?? 0)
+    if (why || (st.mode & 0o077) !== 0) {
+      debug(`not following ${path}: ${why ?? 'readable by others'}`)
+      return 'not-found'
+    }
+    info('cache miss: another create is downloading this image: sharing the download of another create, writing disk 0 as it arrives')
+    const fed = await feed(fh, st.ino, dir, key, path, consumer, expected)
+    if (fed === 'declined') return 'not-found' // a qcow2 (image_type auto): read once it is whole
+    info(`cache miss: disk 0 was written from the download of another create as it arrived`)
+    return 'followed'
+  } finally {
+    await fh.close()
+  }
+}
+
+async function feed(fh: FileHandle, ino: number, dir: string, key: string, path: string, consumer: Consumer, expected?: ExpectedDigest): Promise<'done' | 'declined'> {
+  const stream = new PassThrough({ highWaterMark: 4 << 20 })
+  stream.on('error', () => undefined) // reported through the consumer's promise
+  let settled = false
+  let failure: unknown
+  let declined = false
+  const done = consumer(stream, undefined).then(
+    (verdict) => {
+      settled = true
+      declined = verdict === 'declined'
+    },
+    (err: unknown) => {
+      settled = true
+      failure = err
+    },
+  )
+  const hash = expected ? createHash(expected.algo) : undefined
+  let pos = 0
+  let over: 'complete' | 'failed' | undefined
+  try {
+    // to the end of the download; with a checksum, past the end of the image too (the
+    // digest is of the whole file)
+    while (!settled || (hash && !failure && !declined)) {
+      const buf = Buffer.allocUnsafe(CHUNK)
+      const { bytesRead } = await fh.read(buf, 0, CHUNK, pos)
+      if (bytesRead > 0) {
+        const chunk = buf.subarray(0, bytesRead)
+        pos += bytesRead
+        hash?.update(chunk)
+        if (!settled && !stream.write(chunk) && !settled) await drained(stream)
+        continue
+      }
+      if (over) break // read to the end after the download was over
+      over = await downloadOver(dir, key, path, ino)
+      if (!over) await sleep(POLL_MS)
+      else if (over === 'failed') throw new Failure('the download this create was sharing with another create failed (see that create\'s log)', 'create the instance again: it downloads the image itself then')
+    }
+    if (!settled) stream.end()
+    await done
+    if (failure) throw failure
+    if (declined) return 'declined'
+    if (hash && expected) checkDigest(expected, hash.digest('hex'))
+    return 'done'
+  } catch (err) {
+    // the consumer's own failure, if it came first; else ours (stopping the consumer makes
+    // it fail too, with nothing to say)
+    const first = failure
+    stream.destroy()
+    await done
+    throw first ?? err
+  }
+}
+
+/** Whether the download is over, and how: its temporary name is gone, and the entry is the
+ *  same file (renamed: complete) or not (removed: failed). */
+async function downloadOver(dir: string, key: string, path: string, ino: number): Promise<'complete' | 'failed' | undefined> {
+  if (await stat(path).then(() => true, () => false)) return undefined
+  const entry = await stat(join(dir, entryName(key))).catch(() => null)
+  return entry?.ino === ino ? 'complete' : 'failed'
+}
+
+function drained(stream: PassThrough): Promise<void> {
+  return new Promise((resolve) => {
+    const go = () => {
+      stream.off('drain', go)
+      stream.off('close', go)
+      resolve()
+    }
+    stream.on('drain', go)
+    stream.on('close', go)
+  })
+}
