@@ -1,6 +1,7 @@
 // Copies a byte stream onto disk 0: large positional writes, one write in flight while the
 // next block is read, never past the disk's end, all-zero blocks skipped only when the
 // target already reads as zero, writeback started early and one fdatasync at the end.
+import { chunksAllocated } from '../memory.js'
 import type { FileHandle } from 'node:fs/promises'
 import { Failure } from '../errors.js'
 import { debug, formatBytes, info } from '../log.js'
@@ -68,6 +69,7 @@ export function chunkSource(stream: AsyncIterable<Buffer>): ByteSource {
         if (next.done) return 0
         chunk = next.value
         used = 0
+        chunksAllocated(chunk.length)
       }
       const n = chunk.copy(buf, offset, used, Math.min(chunk.length, used + length))
       used += n

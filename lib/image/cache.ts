@@ -4,18 +4,20 @@
 // (shared) from expiry and replacement. An entry is used only if nobody but root could have
 // put it there. A young entry is revalidated with the server (a conditional GET, through
 // the caller's revalidate()) before it is used.
-import { lstat, mkdir, readdir, rename, unlink, chmod, open, type FileHandle } from 'node:fs/promises'
+import { lstat, rename, unlink, open, type FileHandle } from 'node:fs/promises'
 import { defer } from '../cleanup.js'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { Failure, errorMessage } from '../errors.js'
-import { acquireLock, describeFsError, type Lock, type LockOptions } from '../lock.js'
+import { acquireLock, type Lock, type LockOptions } from '../lock.js'
 import { debug, info, redact } from '../log.js'
-import { cacheKey, classifyName, entryDistrust, entryName, isExpired, lockName, SHAREABLE_TAG, tempName } from './cache-names.js'
+import { cacheKey, entryDistrust, entryName, isExpired, lockName, SHAREABLE_TAG, tempName } from './cache-names.js'
+import { STORAGE_HINT } from './cache-dir.js'
 import { metaName, readMeta, removeMeta, writeMeta, type EntryMeta } from './cache-meta.js'
 import type { DigestAlgo } from './checksum.js'
 import { findLiveDownload, type FollowOutcome } from './follow.js'
 
 export { cacheKey, classifyName, entryDistrust, entryName, isExpired, lockName, tempName } from './cache-names.js'
+export { expireEntries, prepareStorage } from './cache-dir.js'
 
 /** A write or sync of a download into the cache went wrong (`how`): a full filesystem,
  *  most often. It is the cache's failure, not the network's, and so never retried. */
@@ -25,90 +27,11 @@ export function cacheWriteFailure(how: string): Failure {
 
 export const failedWith = (err: unknown) => `failed (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`
 
-const STORAGE_HINT = "point the variant's IMAGE_STORAGE at a directory of root's on a writable filesystem"
 /** Filesystem timestamps come from a clock that may lag Date.now() by a tick. */
 const CLOCK_SLACK_MS = 1000
 
-/** Expiry leaves entries this young alone, whatever DOWNLOAD_CACHE_MAX_DAYS says: the create
- *  that stored one lets go of its lock for a moment before it reads it. */
-const EXPIRY_GRACE_MS = 10 * 60 * 1000
 
 const ourUid = () => process.getuid?.() ?? 0
-
-/** mkdir -p that reports the real cause: Node's recursive mkdir says ENOENT where a
- *  directory cannot be made on a read-only filesystem. */
-async function makeDirs(dir: string): Promise<void> {
-  const st = await lstat(dir).catch(() => null)
-  if (st) return
-  const parent = dirname(dir)
-  if (parent !== dir) await makeDirs(parent)
-  await mkdir(dir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EEXIST') throw err
-  })
-}
-
-/** Creates IMAGE_STORAGE (0700) or checks that an existing one cannot be tampered with:
- *  the default lives in world-writable /tmp, where anyone could have made it first. One
- *  that was writable by others may hold files anyone put there: they are all removed. */
-export async function prepareStorage(dir: string): Promise<void> {
-  await makeDirs(dir).catch((err: NodeJS.ErrnoException) => {
-    throw new Failure(`IMAGE_STORAGE ${dir} cannot be created (${describeFsError(err)})`, STORAGE_HINT)
-  })
-  const st = await lstat(dir)
-  if (!st.isDirectory()) throw new Failure(`IMAGE_STORAGE ${dir} is not a directory (a symlink?)`, 'remove it or set IMAGE_STORAGE to another directory in the variant config')
-  if (st.uid !== ourUid()) throw new Failure(`IMAGE_STORAGE ${dir} is owned by uid ${st.uid}, not by us`, 'remove it (someone else may have planted files there) or set another IMAGE_STORAGE')
-  if ((st.mode & 0o022) !== 0) {
-    await chmod(dir, st.mode & 0o755).catch((err: NodeJS.ErrnoException) => {
-      throw new Failure(`IMAGE_STORAGE ${dir} is writable by others and cannot be made private (${describeFsError(err)})`, STORAGE_HINT)
-    })
-    let removed = 0
-    for (const name of await readdir(dir)) {
-      const c = classifyName(name)
-      if (c && c.kind !== 'lock' && (await unlink(join(dir, name)).then(() => true, () => false))) removed++
-    }
-    info(`IMAGE_STORAGE ${dir} was writable by others: removed that permission, and ${removed} cache file(s) that anyone could have put there`)
-  }
-}
-
-/** Removes expired entries (and their metadata), leftovers of interrupted downloads and
- *  lock or metadata files left alone, skipping any in use. */
-export async function expireEntries(dir: string, maxDays: number, now = Date.now()): Promise<void> {
-  const names = await readdir(dir)
-  const byKey = new Map<string, { entry?: string; meta: boolean; lock: boolean; temps: string[] }>()
-  for (const name of names) {
-    const c = classifyName(name)
-    if (!c) continue
-    const item = byKey.get(c.key) ?? { meta: false, lock: false, temps: [] }
-    if (c.kind === 'entry') item.entry = name
-    else if (c.kind === 'lock') item.lock = true
-    else if (c.kind === 'meta') item.meta = true
-    else item.temps.push(name)
-    byKey.set(c.key, item)
-  }
-  for (const [key, item] of byKey) {
-    const st = item.entry ? await lstat(join(dir, item.entry)).catch(() => null) : null
-    // an entry that another create has just stored is about to be read by it
-    const expired = st !== null && isExpired(st.mtimeMs, now, maxDays) && now - st.mtimeMs >= EXPIRY_GRACE_MS
-    if (item.entry && !expired && item.temps.length === 0) continue
-    const lock = await acquireLock(join(dir, lockName(key)), 'exclusive', { wait: false, where: `IMAGE_STORAGE ${dir}`, hint: STORAGE_HINT })
-    if (!lock) {
-      debug(`cache entry ${key} is in use, not expired now`)
-      continue
-    }
-    try {
-      if (expired && item.entry) {
-        await unlink(join(dir, item.entry)).catch(() => undefined)
-        info(`cache: removed expired entry ${item.entry}`)
-      }
-      if (!item.entry || expired) await removeMeta(dir, key)
-      for (const temp of item.temps) await unlink(join(dir, temp)).catch(() => undefined)
-    } finally {
-      // an entry's lock file goes with it; one left without an entry goes too
-      if (!item.entry || expired) await lock.remove()
-      else await lock.release()
-    }
-  }
-}
 
 /** How a download ended for the cache: complete, complete and already written to disk 0
  *  while it arrived, or stopped early because the consumer had all it needed. */
@@ -194,14 +117,22 @@ export async function cachedDownload(req: CacheRequest): Promise<CacheResult> {
   const since = started - CLOCK_SLACK_MS
   let downloaded = false
   let stale: number | undefined // the inode of an entry the server said has changed
-  for (let round = 0; round < 4; round++) {
-    let shared = await acquireLock(join(dir, lockName(key)), 'shared', { ...lockOpts, wait: round > 0 || !req.follow ? true : false })
-    if (!shared) {
-      // busy: most likely another create downloading this URL, whose download we may share
+  // a lock that is busy most likely means another create downloading this URL: while
+  // nothing is on disk 0 yet, its download may be shared instead of waited for
+  const lockOrFollow = async (mode: 'shared' | 'exclusive'): Promise<Lock | null> => {
+    const lockPath = join(dir, lockName(key))
+    if (req.follow && !downloaded) {
+      const now = await acquireLock(lockPath, mode, { ...lockOpts, wait: false })
+      if (now) return now
       const live = await findLiveDownload(dir, key)
-      if (live && (await req.follow!(live)) === 'followed') return { hit: false, streamed: true, shared: true, release: noop, discard: noop, remember: noop }
-      shared = (await acquireLock(join(dir, lockName(key)), 'shared', lockOpts)) as Lock
+      if (live && (await req.follow(live)) === 'followed') return null
     }
+    return (await acquireLock(lockPath, mode, lockOpts)) as Lock
+  }
+  const sharedResult: CacheResult = { hit: false, streamed: true, shared: true, release: noop, discard: noop, remember: noop }
+  for (let round = 0; round < 4; round++) {
+    const shared = await lockOrFollow('shared')
+    if (!shared) return sharedResult
     const state = await entryState(path, maxDays, since)
     if (state.usable && state.ino !== stale) {
       let meta = await readMeta(dir, key, state)
@@ -221,7 +152,8 @@ export async function cachedDownload(req: CacheRequest): Promise<CacheResult> {
       }
     }
     await shared.release()
-    const exclusive = (await acquireLock(join(dir, lockName(key)), 'exclusive', lockOpts)) as Lock
+    const exclusive = await lockOrFollow('exclusive')
+    if (!exclusive) return sharedResult
     try {
       const now = await entryState(path, maxDays, since)
       if (now.usable && now.ino !== stale) continue // someone else downloaded it meanwhile

@@ -13,6 +13,7 @@ import { discardBody, request, type AgentFor, type Endpoint } from './http.js'
 import { checkImageHeaders, networkFailure, httpFailure, withRetries, TransientError } from './http-failure.js'
 import { formatBytes, info, redact } from '../log.js'
 import { resumeFrom, validatorsOf } from './resume.js'
+import { chunksAllocated } from '../memory.js'
 
 /** Writes the image from the download as it arrives; 'declined' when it cannot (a qcow2
  *  found by image_type=auto must be seen whole): the download then just completes. */
@@ -86,6 +87,7 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
       for await (const chunk of response.body as AsyncIterable<Buffer>) {
         pending.push(chunk)
         pendingBytes += chunk.length
+        chunksAllocated(chunk.length)
         if (pendingBytes >= BATCH) await flush()
         if (stopped && !readAll) break // closes the connection
         const rate = endpoint.opts.limitRate

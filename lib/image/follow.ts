@@ -14,6 +14,7 @@ import { debug, info } from '../log.js'
 import { entryDistrust, entryName, shareablePrefix } from './cache-names.js'
 import type { Consumer } from './download.js'
 import { checkDigest, type ExpectedDigest } from './checksum.js'
+import { chunksAllocated } from '../memory.js'
 
 const CHUNK = 1 << 20
 const POLL_MS = 15
@@ -85,6 +86,7 @@ async function feed(fh: FileHandle, ino: number, dir: string, key: string, path:
       if (bytesRead > 0) {
         const chunk = buf.subarray(0, bytesRead)
         pos += bytesRead
+        chunksAllocated(CHUNK)
         hash?.update(chunk)
         if (!settled && !stream.write(chunk) && !settled) await drained(stream)
         continue
