@@ -6,7 +6,10 @@
 #    (a sparse file per volume attached as /dev/loopN, so OS scripts get a real block
 #    device); plain (LVM on a sparse loop file) only where the kernel has device-mapper
 #  * network: an isolated bridge without ports ($NET_IF) with an RFC 5737 address;
-#    no sshd, no systemd needed (daemon-util starts the daemons)
+#    no systemd needed (daemon-util starts the daemons)
+#  * ssh as on a real cluster (for gnt-cluster command): Ganeti sets up
+#    root's key at init; a private sshd listens on $NODE_IP only, on a free port that the
+#    cluster's ssh_port node parameter names (a system sshd on port 22 is left alone)
 # Everything it changes is undone by cluster-teardown.sh. Must run as root.
 # Prints the enabled disk templates (comma-separated) as its last line.
 set -euo pipefail
@@ -96,6 +99,25 @@ if [ "$WITH_LVM" = yes ] || { [ "$WITH_LVM" = auto ] && have_dm; }; then
   VG_OPT=(--vg-name="$VG")
 fi
 
+# ---------------------------------------------------------------- ssh
+# gnt-cluster command reaches every node, this one too, with ssh as root: the key Ganeti
+# makes at init (it backs up and replaces root's id_rsa), checked against the host key in
+# Ganeti's known_hosts. Root's ~/.ssh is kept as found: teardown puts this copy back.
+ROOT_SSH=$(getent passwd root | cut -d: -f6)/.ssh
+if [ ! -e "$E2E_STATE/root-ssh.saved" ]; then
+  if [ -e "$ROOT_SSH" ]; then rm -rf "$E2E_STATE/root-ssh"; cp -a "$ROOT_SSH" "$E2E_STATE/root-ssh"; fi
+  echo "$ROOT_SSH" >"$E2E_STATE/root-ssh.saved"
+fi
+[ -d /run/sshd ] || { mkdir -m 755 /run/sshd; touch "$E2E_STATE/created-run-sshd"; }   # sshd's privilege separation dir
+if ! { [ -f "$E2E_STATE/sshd.pid" ] && kill -0 "$(cat "$E2E_STATE/sshd.pid")" 2>/dev/null; }; then
+  SSH_PORT=$("$PYTHON" -c 'import socket, sys; s=socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1]); s.close()' "$NODE_IP")
+  # (the pid file's path names the suite on sshd's command line: the machine check finds it)
+  /usr/sbin/sshd -o ListenAddress="$NODE_IP:$SSH_PORT" -o PidFile="$E2E_STATE/sshd.pid" -o PermitRootLogin=prohibit-password \
+    -E "$E2E_LOGS/sshd.log" || die "sshd did not start on $NODE_IP:$SSH_PORT: $(tail -n 2 "$E2E_LOGS/sshd.log" 2>/dev/null)"
+  echo "$SSH_PORT" >"$E2E_STATE/sshd.port"
+fi
+SSH_PORT=$(cat "$E2E_STATE/sshd.port")
+
 # ---------------------------------------------------------------- cluster
 if [ ! -f /var/lib/ganeti/config.data ]; then
   touch "$E2E_STATE/cluster-initialised"
@@ -107,7 +129,7 @@ if [ ! -f /var/lib/ganeti/config.data ]; then
     "${VG_OPT[@]}" \
     --master-netdev="$NET_IF" --master-netmask=32 \
     --nic-parameters=mode=bridged,link="$NET_IF" \
-    --no-etc-hosts --no-ssh-init \
+    --no-etc-hosts --node-parameters=ssh_port="$SSH_PORT" \
     --ipolicy-bounds-specs "min:cpu-count=1,disk-count=1,disk-size=4,memory-size=32,nic-count=0,spindle-use=1/max:cpu-count=8,disk-count=16,disk-size=1048576,memory-size=32768,nic-count=8,spindle-use=12" \
     --ipolicy-std-specs "cpu-count=1,disk-count=1,disk-size=64,memory-size=128,nic-count=1,spindle-use=1" \
     "$CLUSTER_NAME"

@@ -1,9 +1,10 @@
 #!/bin/bash
 # cluster-teardown.sh - undo what run.sh and cluster-setup.sh changed, from the records in
-# $E2E_STATE: remove instances and exports, destroy the cluster, stop the daemons, remove
-# the bridge, /etc/hosts lines, storage, loop devices and files, purge the packages the
-# run installed (ganeti-instance-simpleimage, ganeti and their dependencies) and the
-# directories they leave. Idempotent; does nothing to a cluster it did not create.
+# $E2E_STATE: remove instances and exports, destroy the cluster, stop the daemons and the
+# private sshd, put root's ~/.ssh back, remove the bridge, /etc/hosts lines, storage, loop
+# devices and files, purge the packages the run installed (ganeti-instance-simpleimage,
+# ganeti and their dependencies) and the directories they leave. Idempotent; does nothing
+# to a cluster it did not create.
 #   E2E_KEEP_PACKAGES=1  keep the installed packages (faster reruns on a dev machine)
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -44,6 +45,25 @@ if [ -f "$E2E_STATE/cluster-initialised" ]; then
   rm -rf /var/lib/ganeti/queue/archive/* /var/lib/ganeti/export/* "${FILE_STORAGE_DIR:?}"/* /var/run/ganeti/import-export/* 2>/dev/null
   rm -f "$E2E_STATE/cluster-initialised"
 fi
+
+# ---------------------------------------------------------------- ssh
+# the private sshd (checked by its command line, which names the suite's pid file), and
+# root's ~/.ssh as it was before Ganeti put its key there
+pid=$(cat "$E2E_STATE/sshd.pid" 2>/dev/null)
+if [ -n "$pid" ] && grep -q 'simpleimage-e2e' "/proc/$pid/cmdline" 2>/dev/null; then
+  kill "$pid"
+  for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+fi
+rm -f "$E2E_STATE/sshd.pid" "$E2E_STATE/sshd.port"
+if [ -f "$E2E_STATE/root-ssh.saved" ]; then
+  root_ssh=$(cat "$E2E_STATE/root-ssh.saved")
+  if [ -n "$root_ssh" ] && [ "${root_ssh##*/}" = .ssh ]; then
+    rm -rf "$root_ssh"
+    [ ! -e "$E2E_STATE/root-ssh" ] || cp -a "$E2E_STATE/root-ssh" "$root_ssh"
+  fi
+  rm -rf "$E2E_STATE/root-ssh" "$E2E_STATE/root-ssh.saved"
+fi
+if [ -f "$E2E_STATE/created-run-sshd" ]; then rmdir /run/sshd 2>/dev/null; rm -f "$E2E_STATE/created-run-sshd"; fi
 
 # ---------------------------------------------------------------- storage
 if command -v vgs >/dev/null && vgs "$VG" >/dev/null 2>&1; then vgremove -qq -f "$VG" >/dev/null 2>&1; fi
@@ -100,8 +120,8 @@ if [[ $(pkg_status ganeti-instance-simpleimage) == [ir]? ]]; then
   e2e_log "purging ganeti-instance-simpleimage"
   dpkg --purge ganeti-instance-simpleimage >>"$E2E_LOGS/teardown-apt.log" 2>&1 || e2e_log "  (dpkg --purge failed, see $E2E_LOGS/teardown-apt.log)"
 fi
-# the operator-made variant of the suite, if a run stopped before removing it
-rm -rf /etc/ganeti/instance-simpleimage/hook /etc/ganeti/instance-simpleimage/boot
+# the operator-made variants and catalog of the suite, if a run stopped before removing them
+rm -rf /etc/ganeti/instance-simpleimage/hook /etc/ganeti/instance-simpleimage/boot /etc/ganeti/instance-simpleimage/default/images.ini
 existed_before /etc/ganeti/instance-simpleimage || rmdir /etc/ganeti/instance-simpleimage/default/hooks /etc/ganeti/instance-simpleimage/default /etc/ganeti/instance-simpleimage 2>/dev/null
 if [ -s "$E2E_STATE/apt-installed.list" ] && [ "${E2E_KEEP_PACKAGES:-0}" != 1 ]; then
   mapfile -t pkgs < <(sort -u "$E2E_STATE/apt-installed.list" | comm -12 - <(installed_packages))

@@ -26,14 +26,15 @@ cleanup_cache() {
   local url key
   while read -r url; do
     key=$(printf '%s' "$url" | sha256sum | cut -d' ' -f1)
-    rm -f "$CACHE_DIR/$key.image" "$CACHE_DIR/$key.lock" "$CACHE_DIR/$key".part-*
+    rm -f "$CACHE_DIR/$key.image" "$CACHE_DIR/$key.meta" "$CACHE_DIR/$key.lock" "$CACHE_DIR/$key".part-*
   done <"$E2E_STATE/urls" 2>/dev/null
 }
 
 # ---------------------------------------------------------------- as found / as left
 SNAPSHOT_PATHS=(/srv /srv/ganeti /srv/ganeti/os /srv/ganeti/file-storage /etc/ganeti /etc/ganeti/file-storage-paths
   /etc/ganeti/instance-simpleimage /usr/share/ganeti/os/simpleimage /var/lib/ganeti /var/log/ganeti /run/ganeti
-  /run/lock/ganeti-ssconf.lock /run/lock/lvm "$CACHE_DIR" "$E2E_WORK")
+  /run/lock/ganeti-ssconf.lock /run/lock/lvm /run/sshd "$CACHE_DIR" "$E2E_WORK")
+ROOT_HOME=$(getent passwd root | cut -d: -f6)
 snapshot() { # DIR: what the checks after teardown compare with
   local d=$1 p
   installed_packages >"$d/packages"
@@ -41,10 +42,15 @@ snapshot() { # DIR: what the checks after teardown compare with
   ip -o link show | awk -F': ' '{ print $2 }' | sed 's/@.*//' | sort >"$d/links"
   # loop devices of the suite only (other tests on this machine may come and go meanwhile)
   losetup -n --raw -O NAME,BACK-FILE 2>/dev/null | grep -E " (/srv/ganeti|/var/lib/ganeti|/dev/|$E2E_WORK|$CACHE_DIR)" | sort >"$d/loops"
-  awk '{ print $2 }' /proc/self/mounts | sort >"$d/mounts"
+  # (not network namespaces: the suite makes none, other tests on this machine do)
+  awk '$2 !~ /^\/run\/netns(\/|$)/ { print $2 }' /proc/self/mounts | sort >"$d/mounts"
   getent passwd | cut -d: -f1 | sort >"$d/users"
   getent group | cut -d: -f1 | sort >"$d/groups"
-  ps -eo comm= | grep -E '^ganeti-|^socat$' | sort >"$d/processes"
+  # (and the suite's sshd, told from a system one by its pid file in the suite's state dir)
+  { ps -eo comm= | grep -E '^ganeti-|^socat$'; pgrep -f "sshd.*$E2E_STATE" >/dev/null && echo "sshd ($E2E_STATE)"; } | sort >"$d/processes"
+  # root's ~/.ssh, where Ganeti puts its key: names and digests (never the keys themselves)
+  [ ! -d "$ROOT_HOME/.ssh" ] || (cd "$ROOT_HOME/.ssh" && find . -type f -exec sha256sum {} + | sort -k 2) >"$d/root-ssh"
+  [ -d "$ROOT_HOME/.ssh" ] || echo "(no $ROOT_HOME/.ssh)" >"$d/root-ssh"
   for p in "${SNAPSHOT_PATHS[@]}"; do [ -e "$p" ] && echo "$p"; done >"$d/paths"
   find /var/cache/apt/archives -maxdepth 1 -name '*.deb' 2>/dev/null | sort >"$d/apt-archives"
 }
@@ -58,7 +64,7 @@ check_machine_restored() {
   [ -f "$before/paths.before" ] || return 0
   after=$(mktemp -d)
   snapshot "$after"
-  for what in packages hosts links loops mounts users groups processes paths apt-archives; do
+  for what in packages hosts links loops mounts users groups processes paths apt-archives root-ssh; do
     if [ "$E2E_KEEP_PACKAGES" = 1 ]; then
       case $what in packages|users|groups|paths|apt-archives) continue ;; esac
     fi
@@ -69,7 +75,7 @@ check_machine_restored() {
   done
   rm -rf "$after"
   if [ -z "$diffs" ]; then
-    pass "machine left as found (packages, apt's downloads, /etc/hosts, links, loop devices, mounts, users, daemons, paths)"
+    pass "machine left as found (packages, apt's downloads, /etc/hosts, links, loop devices, mounts, users, daemons, paths, root's ~/.ssh)"
   else
     fail "machine not left as found (< before, > after):"$'\n'"$diffs"
   fi

@@ -11,6 +11,8 @@
 #      from a local path and from a URL on 127.0.0.1, on every template, disk 0 compared
 #      with the image; a second variant with the example hook; reinstall with another
 #      image; rename; gnt-backup export + import; rejected parameters; failing creates;
+#      an image catalog with a SHA512SUMS file, put in the cache with gnt-cluster command
+#      simpleimage-cache prefetch (ssh to the node) and added by name;
 #      any WARNING printed by Ganeti is a failure,
 #   5. removes the package (dpkg -r, dpkg --purge) and checks what is left,
 # and on exit, also on failure or interruption, removes everything it created: instances,
@@ -38,6 +40,7 @@ FAILED=0
 . "$HERE/gnt.sh"
 . "$HERE/machine.sh"
 . "$HERE/checks.sh"
+. "$HERE/catalog.sh"
 . "$HERE/boot.sh"
 
 # ---------------------------------------------------------------- finish (trap)
@@ -108,7 +111,7 @@ command -v node >/dev/null && command -v npm >/dev/null || refuse "node and npm 
 
 mkdir -p "$E2E_STATE"
 snapshot "$E2E_STATE"
-for f in packages hosts links loops mounts users groups processes paths apt-archives; do mv "$E2E_STATE/$f" "$E2E_STATE/$f.before"; done
+for f in packages hosts links loops mounts users groups processes paths apt-archives root-ssh; do mv "$E2E_STATE/$f" "$E2E_STATE/$f.before"; done
 touch "$E2E_STATE/active" "$E2E_STATE/apt-installed.list" "$E2E_STATE/urls"
 trap finish EXIT
 trap 'exit 130' INT
@@ -268,7 +271,7 @@ WORKERS=()
 for t in "${TEMPLATE_LIST[@]}"; do
   WORKERS+=("matrix $t path" "matrix $t url; hook $t; lifecycle $t")
 done
-WORKERS+=("failures")
+WORKERS+=("failures; catalog")
 phase checks "the checks, in ${#WORKERS[@]} parallel workers (their output follows when all are done)"
 for i in "${!WORKERS[@]}"; do
   eval "${WORKERS[$i]}" >"$E2E_LOGS/worker-$i.out" 2>&1 &
@@ -291,7 +294,7 @@ boot_checks
 phase remove "dpkg -r and dpkg --purge"
 # undo the operator's changes of the hook test first: the config is untouched again
 if [ -f "$E2E_STATE/variants.list.orig" ]; then cp -p "$E2E_STATE/variants.list.orig" "$CONF/variants.list"; fi
-rm -rf "$CONF/hook" "$CONF/boot"
+rm -rf "$CONF/hook" "$CONF/boot" "$CONF/default/images.ini"
 if dpkg -r ganeti-instance-simpleimage >"$E2E_LOGS/dpkg-r.log" 2>&1; then
   status=$(pkg_status ganeti-instance-simpleimage)
   if [ ! -e "$OS_DIR" ] && [ ! -e /usr/share/doc/ganeti-instance-simpleimage ] && [ -f "$CONF/default/config" ] \
