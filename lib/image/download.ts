@@ -72,12 +72,13 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
       const readAll = options.algos !== undefined && options.algos.length > 0
       tap = consumer ? startConsumer(consumer, length) : undefined
       // the batch goes to the cache in one writev and to the consumer chunk by chunk:
-      // concatenating it first would cost a copy and 1 MiB more memory per batch; it is
-      // hashed once written, so that the digests always match what the file holds
+      // concatenating it first would cost a copy and 1 MiB more memory per batch
       const flush = async () => {
         if (pendingBytes === 0) return
-        const [, wanted] = await Promise.all([writeCache(fh, pending, pendingBytes, written), stopped ? undefined : tap?.push(pending)])
+        const writing = Promise.all([writeCache(fh, pending, pendingBytes, written), stopped ? undefined : tap?.push(pending)])
+        // hashed while the write is in flight (a failed write fails the download anyway)
         for (const hash of hashes.values()) for (const buf of pending) hash.update(buf)
+        const [, wanted] = await writing
         if (wanted === false) stopped = true
         written += pendingBytes
         pending = []
