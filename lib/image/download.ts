@@ -14,6 +14,7 @@ import { checkImageHeaders, networkFailure, httpFailure, withRetries, TransientE
 import { formatBytes, info, redact } from '../log.js'
 import { resumeFrom, validatorsOf } from './resume.js'
 import { chunksAllocated } from '../memory.js'
+import { drained } from '../streams.js'
 
 /** Writes the image from the download as it arrives; 'declined' when it cannot (a qcow2
  *  found by image_type=auto must be seen whole): the download then just completes. */
@@ -197,17 +198,7 @@ function startConsumer(consumer: Consumer, length: number | undefined): Tap {
       if (declined) return true
       for (const buf of bufs) stream.write(buf)
       // bounded memory: wait while the consumer is behind, unless it has stopped
-      if (stream.writableNeedDrain && !stream.destroyed) {
-        await new Promise<void>((resolve) => {
-          const go = () => {
-            stream.off('drain', go)
-            stream.off('close', go)
-            resolve()
-          }
-          stream.on('drain', go)
-          stream.on('close', go)
-        })
-      }
+      if (stream.writableNeedDrain && !stream.destroyed) await drained(stream)
       return wanted()
     },
     async end() {

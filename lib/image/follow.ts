@@ -15,6 +15,7 @@ import { entryDistrust, entryName, shareablePrefix } from './cache-names.js'
 import type { Consumer } from './download.js'
 import { checkDigest, type ExpectedDigest } from './checksum.js'
 import { chunksAllocated } from '../memory.js'
+import { drained } from '../streams.js'
 
 const CHUNK = 1 << 20
 const POLL_MS = 15
@@ -118,16 +119,4 @@ async function downloadOver(dir: string, key: string, path: string, ino: number)
   if (await stat(path).then(() => true, () => false)) return undefined
   const entry = await stat(join(dir, entryName(key))).catch(() => null)
   return entry?.ino === ino ? 'complete' : 'failed'
-}
-
-function drained(stream: PassThrough): Promise<void> {
-  return new Promise((resolve) => {
-    const go = () => {
-      stream.off('drain', go)
-      stream.off('close', go)
-      resolve()
-    }
-    stream.on('drain', go)
-    stream.on('close', go)
-  })
 }

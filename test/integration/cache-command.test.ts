@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
-import { GANETI_PATH, workspace, variant, ganetiEnv, runAction, sparseDisk, readHead, sleep, MiB, type Workspace } from './harness.js'
+import { GANETI_PATH, workspace, variant, ganetiEnv, runAction, sparseDisk, readHead, sleep, MiB, lastLine, type Workspace } from './harness.js'
 import { startHttpServer, type TestServer } from '../support/http-server.js'
 
 const test = suite('simpleimage-cache')
@@ -47,7 +47,6 @@ function run(args: string[]): Promise<{ code: number | null; stdout: string; std
     child.on('close', (code) => resolve({ code, stdout, stderr }))
   })
 }
-const lastLine = (out: string) => out.trim().split('\n').pop() ?? ''
 const cache = (v: string) => join(ws.dir, 'cache-' + v)
 const entries = (v: string) => (existsSync(cache(v)) ? readdirSync(cache(v)).filter((f) => f.endsWith('.image')) : [])
 

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync, statSync, writeFileSync, existsSync, utimesSync } from 'node:fs'
-import { workspace, variant, ganetiEnv, runAction, sparseDisk, readHead, sleep, MiB, type Workspace } from './harness.js'
+import { workspace, variant, ganetiEnv, runAction, sparseDisk, readHead, sleep, MiB, lastLine, type Workspace } from './harness.js'
 import { startHttpServer, type TestServer } from '../support/http-server.js'
 
 const test = suite('cache freshness and resumed downloads')
@@ -24,7 +24,6 @@ test.after(async () => {
 })
 
 const create = (vars: Record<string, string>) => runAction(ws, 'create', ganetiEnv(ws, vars))
-const lastLine = (out: string) => out.trim().split('\n').pop() ?? ''
 const cacheDir = (v: string) => join(ws.dir, 'cache-' + v)
 const entryOf = (v: string) => join(cacheDir(v), readdirSync(cacheDir(v)).find((f) => f.endsWith('.image'))!)
 const metaOf = (v: string) => JSON.parse(readFileSync(entryOf(v).replace(/\.image$/, '.meta'), 'utf8'))

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
-import { workspace, variant, ganetiEnv, runAction, makeImage, sparseDisk, dirtyFile, readHead, MiB, type Workspace } from './harness.js'
+import { workspace, variant, ganetiEnv, runAction, makeImage, sparseDisk, dirtyFile, readHead, MiB, lastLine, type Workspace } from './harness.js'
 import { startHttpServer, type TestServer } from '../support/http-server.js'
 
 const test = suite('image_checksum')
@@ -33,7 +33,6 @@ test.after(async () => {
 })
 
 const create = (vars: Record<string, string>) => runAction(ws, 'create', ganetiEnv(ws, vars))
-const lastLine = (out: string) => out.trim().split('\n').pop() ?? ''
 const cacheDir = (v: string) => join(ws.dir, 'cache-' + v)
 const cacheFiles = (v: string) => (existsSync(cacheDir(v)) ? readdirSync(cacheDir(v)) : [])
 const meta = (v: string) => JSON.parse(readFileSync(join(cacheDir(v), cacheFiles(v).find((f) => f.endsWith('.meta'))!), 'utf8'))

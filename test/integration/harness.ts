@@ -260,3 +260,6 @@ export async function waitFor(check: () => boolean, ms = 10_000): Promise<boolea
   for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) if (check()) return true
   return check()
 }
+
+/** The last line of a script's output: the one Ganeti's user reads on a failure. */
+export const lastLine = (out: string) => out.trim().split('\n').pop() ?? ''

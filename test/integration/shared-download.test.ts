@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert'
 import { join } from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { readdirSync, writeFileSync, existsSync } from 'node:fs'
-import { workspace, variant, ganetiEnv, runAction, sparseDisk, readHead, makeImage, MiB, type Workspace } from './harness.js'
+import { workspace, variant, ganetiEnv, runAction, sparseDisk, readHead, makeImage, MiB, lastLine, type Workspace } from './harness.js'
 import { startHttpServer, type TestServer } from '../support/http-server.js'
 
 const test = suite('shared downloads')
@@ -25,7 +25,6 @@ test.after(async () => {
 })
 
 const create = (vars: Record<string, string>) => runAction(ws, 'create', ganetiEnv(ws, vars))
-const lastLine = (out: string) => out.trim().split('\n').pop() ?? ''
 const SHARED = /sharing the download of another create/
 
 test('four creates of one cold URL, raw, with image_checksum each: one request, four disks written as it arrived', async () => {
