@@ -60,7 +60,7 @@ export async function followDownload(dir: string, key: string, path: string, con
 }
 
 async function feed(fh: FileHandle, ino: number, dir: string, key: string, path: string, consumer: Consumer, expected?: ExpectedDigest): Promise<'done' | 'declined'> {
-  const stream = new PassThrough({ highWaterMark: 4 << 20 })
+  const stream = new PassThrough({ highWaterMark: 1 << 20 })
   stream.on('error', () => undefined) // reported through the consumer's promise
   let settled = false
   let failure: unknown
