@@ -36,14 +36,15 @@ function settleReporting() {
   }
 }
 
-/** Runs `cmd` (bash, pipefail) under GNU time. Returns wall seconds, the peak RSS of the
- *  largest process in the tree (GNU time's %M: max over the process and the children it
- *  waited for) in MiB, the exit code and the tail of stderr. */
-export function timed(cmd, { env = process.env, cwd, timeFile }) {
+/** Runs `cmd` (bash, pipefail) under GNU time, after `prefix` (such as `ip netns exec NS`)
+ *  if given. Returns wall seconds, the peak RSS of the largest process in the tree (GNU
+ *  time's %M: max over the process and the children it waited for) in MiB, the CPU seconds
+ *  of the whole tree (user + system), the exit code and the tail of stderr. */
+export function timed(cmd, { env = process.env, cwd, timeFile, prefix = [] }) {
   return new Promise((resolve, reject) => {
     const start = process.hrtime.bigint()
     // a process group of its own, so that an interrupt can stop a whole pipeline
-    const child = spawn('/usr/bin/time', ['-f', '%M', '-o', timeFile, '/bin/bash', '-o', 'pipefail', '-c', cmd], { env, cwd, stdio: ['ignore', 'ignore', 'pipe'], detached: true })
+    const child = spawn('/usr/bin/time', ['-f', '%M %U %S', '-o', timeFile, ...prefix, '/bin/bash', '-o', 'pipefail', '-c', cmd], { env, cwd, stdio: ['ignore', 'ignore', 'pipe'], detached: true })
     running.add(child)
     let stderr = ''
     child.stderr.on('data', (b) => {
@@ -53,9 +54,9 @@ export function timed(cmd, { env = process.env, cwd, timeFile }) {
     child.once('close', (code, signal) => {
       running.delete(child)
       const seconds = Number(process.hrtime.bigint() - start) / 1e9
-      const rssKiB = Number((trySh(`tail -n 1 ${q(timeFile)}`) ?? '').trim()) || NaN
+      const [rssKiB, user, sys] = (trySh(`tail -n 1 ${q(timeFile)}`) ?? '').trim().split(' ').map((x) => Number(x))
       rmSync(timeFile, { force: true })
-      resolve({ code: signal ? 128 : code, seconds, rssMiB: rssKiB / 1024, stderr: stderr.replace(/^Command exited with non-zero status \d+\n?/m, '') })
+      resolve({ code: signal ? 128 : code, seconds, rssMiB: (rssKiB || NaN) / 1024, cpuSeconds: user + sys, stderr: stderr.replace(/^Command exited with non-zero status \d+\n?/m, '') })
     })
   })
 }

@@ -5,7 +5,8 @@ import { cpus, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parallelBzip2 } from './sides.mjs'
-import { median, trySh } from './util.mjs'
+import { f2, mdTable, median, stats, trySh } from './util.mjs'
+import { coldLoopbackRows, coldLoopbackTable, GOALS } from './report-cold.mjs'
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const first = (cmd) => (trySh(cmd) ?? '').split('\n')[0].trim() || 'not installed'
@@ -34,12 +35,10 @@ export function machine(provider) {
 export const providerVersion = () =>
   `commit ${first(`git -C '${REPO}' rev-parse --short HEAD`)}` + (trySh(`git -C '${REPO}' status --porcelain -- lib scripts build.mjs`) ? ' + uncommitted changes in lib/ or scripts/' : '')
 
-const stats = (c) => (c && c.runs.length ? { s: median(c.runs.map((r) => r.seconds)), min: Math.min(...c.runs.map((r) => r.seconds)), max: Math.max(...c.runs.map((r) => r.seconds)), rss: Math.max(...c.runs.map((r) => r.rssMiB)), n: c.runs.length } : null)
 
 /** Whether create reads this format through a pipe from its decompressor: always from a
  *  download, and onto a block device; onto a file xz and zstd write the disk themselves. */
 const throughPipe = (format, source, target) => format !== 'raw+gz' && (source === 'url-cold' || target === 'loop' || format === 'raw+bzip2')
-const f2 = (x) => (x == null || Number.isNaN(x) ? '—' : x.toFixed(2))
 
 /** Rows of the create table with their limit: the slowest of what any writer must do
  *  (write the raw image with dd, decode the image, download it for a cold URL run). */
@@ -169,12 +168,34 @@ export function targets(results, rs) {
 const one = (l) => Number(l.split(' ')[0])
 const busy = (m) => one(m.loadBefore) > m.nproc / 2 || Math.max(one(m.loadAfter), ...(m.loadDuring ?? [])) > m.nproc
 
+/** Issue 15's loopback target on the full bench's cells: a cold create against the
+ *  slowest of the download into a file, the decoder alone and the disk alone. */
+export function coldRows(results) {
+  if (!results.options.sources.includes('url-cold')) return []
+  const find = (p) => results.cells.find((c) => Object.entries(p).every(([k, v]) => c[k] === v))
+  const get = (part, format, target) => {
+    if (part === 'ours' || part === 'pipeline') return find({ format, source: 'url-cold', target, side: part === 'ours' ? 'ours' : 'pipeline' })
+    if (part === 'decode') return find({ format, side: 'decode', target }) ?? find({ format, side: 'decode' })
+    if (part === 'disk') return ['write-cached', 'write-sparse'].map((side) => find({ format: 'raw', target, side })).filter((c) => stats(c)).reduce((a, b) => (!a || stats(b).s < stats(a).s ? b : a), null)
+    return find({ format, side: part })
+  }
+  return coldLoopbackRows(results.options.formats, results.options.targets, get, undefined, results.machine?.nproc ?? 2)
+}
+
 export function report(results, outDir) {
   const rs = rows(results)
   const ts = targets(results, rs)
+  const cold = coldRows(results)
+  for (const target of results.options.targets) {
+    const mine = cold.filter((r) => r.target === target && r.ratio != null && !Number.isNaN(r.ratio))
+    if (!mine.length) continue
+    const worst = mine.reduce((a, b) => (b.ratio > a.ratio ? b : a))
+    const misses = mine.filter((r) => !r.pass)
+    ts.push({ name: `cold URL create, loopback (${target}; issue 15)`, goal: `≤ ${GOALS.loopback}× max(download to file, decoder, disk)`, value: `worst ${f2(worst.ratio)}× (${worst.format})`, pass: misses.length === 0, why: misses.length ? `missed by ${misses.map((r) => `${r.format} ${f2(r.ratio)}× (${r.bound} ${f2(r.limit)} s, ours ${f2(r.ours)} s)`).join('; ')}` : '' })
+  }
   const m = results.machine
   const mark = (p) => (p === null ? 'n/a' : p ? 'pass' : '**MISS**')
-  const table = (head, lines) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...lines.map((l) => `| ${l.join(' | ')} |`)].join('\n')
+  const table = mdTable
   const createTable = table(['format', 'source', 'target', 'ours s', 'pipeline s', 'limit s (bound)', 'ours/pipeline', 'ours/limit', 'ours peak RSS MiB'],
     rs.map((r) => [r.format, r.source, r.target, r.status === 'ok' ? f2(r.ours) : r.status, f2(r.pipeline), `${f2(r.limit)} (${r.bound || '—'})`, f2(r.oursPipeline), f2(r.oursLimit), r.rssMiB == null ? '—' : r.rssMiB.toFixed(0)]))
   const lim = (format, side) => {
@@ -182,8 +203,8 @@ export function report(results, outDir) {
     if (!cs.length) return '—'
     return `${cs.map((c) => `${f2(stats(c)?.s)} s${c.target ? ` (${c.target} rounds)` : ''}`).join(', ')}: \`${cs[0].label}\``
   }
-  const limitTable = table(['format', 'compressed MiB', 'best decoder alone', 'best decoder into a pipe', 'best decoder writing a file', "original's decoder alone", 'download alone (loopback)'],
-    results.options.formats.map((f) => [f, (results.image.sizes[f] / 2 ** 20).toFixed(1), lim(f, 'decode'), lim(f, 'decode-pipe'), lim(f, 'decode-file'), lim(f, 'decode1'), lim(f, 'download')]))
+  const limitTable = table(['format', 'compressed MiB', 'best decoder alone', 'best decoder into a pipe', 'best decoder writing a file', "original's decoder alone", 'download alone (loopback)', 'download to a file (loopback)'],
+    results.options.formats.map((f) => [f, (results.image.sizes[f] / 2 ** 20).toFixed(1), lim(f, 'decode'), lim(f, 'decode-pipe'), lim(f, 'decode-file'), lim(f, 'decode1'), lim(f, 'download'), lim(f, 'download-file')]))
   const writes = results.cells.filter((c) => c.side.startsWith('write')).map((c) => `${c.target}, ${c.label}: ${f2(stats(c)?.s)} s`).join('; ')
   const start = stats(results.cells.find((c) => c.side === 'startup'))?.s
   const xi = []
@@ -222,7 +243,7 @@ page cache dropped before every run, every side timed to durable data (fsync), e
 ${results.image.shape}.
 Files: ${Object.entries(results.image.sizes).map(([k, v]) => `${k} ${(v / 2 ** 20).toFixed(1)} MiB`).join(', ')}.
 
-## Targets (issue 4)
+## Targets (issue 4; the last rows issue 15's)
 ${table(['target', 'goal', 'measured', 'result', 'what limited it'], ts.map((t) => [t.name, t.goal, t.value, mark(t.pass), t.why]))}
 
 ## create
@@ -254,7 +275,14 @@ dd of the raw image, bs=4M (onto each target): ${writes || '—'}.${lim('raw', '
 
 ${limitTable}
 
-## export and import
+${cold.length ? `## Cold URL create on loopback (issue 15)
+A cold URL create (the table above) against issue 15's limit: the slowest of the download into a file
+(\`curl -o FILE\` + \`sync FILE\`), the decoder alone (as under Limits; raw has none) and the disk alone (the
+faster dd of the raw image from the page cache). Shaped links and parallel creates: RESULTS-cold.md.
+
+${coldLoopbackTable(cold)}
+
+` : ''}## export and import
 export: \`export | cat >/dev/null\` vs \`dd if=DISK bs=4M | cat >/dev/null\` (the disk as create wrote
 it); import: \`cat RAW | import\` vs \`cat RAW | dd of=DISK bs=4M conv=fsync\`.
 

@@ -1,24 +1,29 @@
 #!/usr/bin/env node
 // npm run bench: this provider's create/export/import against the original provider's
 // shell pipelines and against the limits (dd of the raw image, the decompressor alone), on
-// one machine in one run, for the targets of issue 4. See HELP, and RESULTS.md for output.
-import { spawn } from 'node:child_process'
+// one machine in one run, for the targets of issue 4; then the cold path of issue 15 (cold.mjs:
+// shaped links, parallel creates; --focus cold runs it alone). See HELP, RESULTS.md and
+// RESULTS-cold.md for output.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { FORMATS, describe, ensureImages } from './image.mjs'
-import { FileTarget, ImageRef, LoopTarget, dropCaches, killRunning, timed } from './measure.mjs'
+import { FileTarget, ImageRef, LoopTarget, killRunning, timed } from './measure.mjs'
+import { makeRunner } from './runner.mjs'
+import { startServer } from './server.mjs'
 import { writeLimits, decoderLimits, exportCells, exportCheck, importCells, oursCreate, pipeline, pipelineFromUrl, startup } from './sides.mjs'
 import { machine, providerVersion, report } from './report.mjs'
+import { reportCold } from './report-cold.mjs'
+import { runCold } from './cold.mjs'
 import { HELP, options } from './options.mjs'
 import { have, log, q, sh } from './util.mjs'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 const REPO = resolve(HERE, '../..')
 
-function preflight() {
+function preflight(o) {
   if (process.getuid?.() !== 0) throw new Error('run as root: loop devices and /proc/sys/vm/drop_caches need it')
-  const needs = { '/usr/bin/time': 'time', 'qemu-img': 'qemu-utils', xz: 'xz-utils', bzip2: 'bzip2', gzip: 'gzip', zstd: 'zstd', curl: 'curl', mke2fs: 'e2fsprogs', sfdisk: 'fdisk', losetup: 'mount', blkdiscard: 'util-linux', cmp: 'diffutils' }
+  const needs = { ...(o.cold && o.links.length ? { ip: 'iproute2', tc: 'iproute2' } : {}), '/usr/bin/time': 'time', 'qemu-img': 'qemu-utils', xz: 'xz-utils', bzip2: 'bzip2', gzip: 'gzip', zstd: 'zstd', curl: 'curl', mke2fs: 'e2fsprogs', sfdisk: 'fdisk', losetup: 'mount', blkdiscard: 'util-linux', cmp: 'diffutils' }
   const missing = Object.entries(needs).filter(([tool]) => !have(tool))
   if (missing.length) throw new Error(`missing ${missing.map(([t]) => t).join(', ')}: apt-get install ${[...new Set(missing.map(([, p]) => p))].join(' ')}`)
 }
@@ -56,21 +61,14 @@ function lock(dir) {
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
 }
 
-async function startServer(root) {
-  const child = spawn(process.execPath, [join(HERE, 'serve.mjs'), root], { stdio: ['pipe', 'pipe', 'inherit'] })
-  cleanups.push(() => child.kill())
-  const port = await new Promise((res, rej) => {
-    child.stdout.once('data', (b) => res(Number(String(b).trim())))
-    child.once('exit', () => rej(new Error('the HTTP server did not start')))
-  })
-  return (file) => `http://127.0.0.1:${port}/${file}`
-}
-
 async function main() {
   const o = options(process.argv.slice(2), HERE)
   if (o.help) return void console.log(HELP)
-  if (o.reportOnly) return void report(JSON.parse(readFileSync(o.reportOnly, 'utf8')), o.out)
-  preflight()
+  if (o.reportOnly) {
+    const results = JSON.parse(readFileSync(o.reportOnly, 'utf8'))
+    return void (results.links ? reportCold(results, o.out) : report(results, o.out))
+  }
+  preflight(o)
   const began = Date.now()
   const provider = providerVersion()
   const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
@@ -94,17 +92,37 @@ async function main() {
   await installOsDir(ctx.osDir, realpathSync(process.execPath))
   mkdirSync(join(ctx.configDir, ctx.variant, 'hooks'), { recursive: true })
   writeFileSync(join(ctx.configDir, ctx.variant, 'config'), `IMAGE_STORAGE=${ctx.cache}\n`, { mode: 0o644 })
-  const url = await startServer(images.dir)
-
   const raw = images.path(FORMATS[0])
   const bytes = images.meta.bytes
   const ref = new ImageRef(raw, bytes)
+  const clean = { PATH: '/sbin:/bin:/usr/sbin:/usr/bin', LC_ALL: 'C' }
+  const setup = { o, images, ctx, ref, run, raw, bytes, clean, provider }
+  let failed = 0
+  if (o.focus !== 'cold') failed += await classic({ ...setup, load0, began })
+  if (o.cold) {
+    const cold = await runCold({ ...setup, cleanups })
+    cold.machine = { ...machine(provider), loadBefore: load0, loadAfter: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') }
+    cold.image = { shape: describe(images.meta), sizes: images.meta.sizes }
+    cold.totalSeconds = Math.round((Date.now() - began) / 1000)
+    mkdirSync(o.out, { recursive: true })
+    writeFileSync(join(o.out, 'results-cold.json'), JSON.stringify(cold, null, 2) + '\n')
+    reportCold(cold, o.out)
+    log(`cold path done in ${cold.durationSeconds} s; ${cold.failures.length ? cold.failures.length + ' FAILURES' : 'every written disk equals the image'}; results in ${join(o.out, 'RESULTS-cold.md')}`)
+    failed += cold.failures.length
+  }
+  log(`bench done in ${Math.round((Date.now() - began) / 1000)} s`)
+  return failed ? 1 : 0
+}
+
+/** The full bench of issue 4: create from a path and from a URL (cold, warm) onto each
+ *  target, export and import; RESULTS.md and results.json. Returns the failures' count. */
+async function classic({ o, images, ctx, ref, run, raw, bytes, clean, provider, load0, began }) {
+  const url = (await startServer(images.dir, { cleanups })).url
   const diskSize = bytes + 16 * 1048576 // disks are a little larger than the image, as in real use
   const targets = {}
   if (o.targets.includes('file')) targets.file = new FileTarget(join(run, 'disk.img'), diskSize)
   if (o.targets.includes('loop')) targets.loop = new LoopTarget(join(run, 'loop-backing.img'), diskSize)
   for (const t of Object.values(targets)) cleanups.push(() => t.release())
-  const clean = { PATH: '/sbin:/bin:/usr/sbin:/usr/bin', LC_ALL: 'C' }
   const cells = []
   const loadSamples = [] // 1-min load average at the start of each group: other work shows here
   const failures = []
@@ -114,51 +132,7 @@ async function main() {
   const scratch = join(run, 'decoded.raw')
   const cacheEntries = () => (existsSync(ctx.cache) ? readdirSync(ctx.cache).filter((f) => f.endsWith('.image')) : [])
 
-  const cell = (props) => {
-    const c = { runs: [], env: clean, ...props }
-    cells.push(c)
-    return c
-  }
-
-  async function runOnce(c, rep) {
-    if (c.error || (c.side === 'ours' && unsupported.has(c.format))) return
-    await c.prepare?.()
-    dropCaches()
-    if (c.cached) sh(`cat ${q(raw)} > /dev/null`)
-    const r = await timed(c.cmd, { env: c.env, cwd: c.cwd ?? run, timeFile })
-    const what = `${c.format ?? ''} ${c.source ?? ''}${c.target ? ' → ' + c.target : ''} ${c.side}${c.label ? ' (' + c.label + ')' : ''} #${rep + 1}`.replace(/\s+/g, ' ').trim()
-    if (r.code !== 0) {
-      if (c.side === 'ours' && c.format === 'raw+zst' && /zst|image_type/i.test(r.stderr)) {
-        unsupported.add(c.format)
-        log(`${what}: create refuses raw+zst: recorded as unsupported (${r.stderr.trim().split('\n').pop()})`)
-        return
-      }
-      c.error = `exit ${r.code}: ${r.stderr.trim().split('\n').slice(-3).join(' / ')}`
-      failures.push(`${what}: ${c.error}`)
-      log(`FAILED ${what}: ${c.error}`)
-      return c.after?.()
-    }
-    const diff = c.verify?.()
-    await c.after?.(r)
-    if (diff) {
-      c.error = `written data differs from the image: ${diff}`
-      failures.push(`${what}: ${c.error}`)
-      log(`FAILED ${what}: ${c.error}`)
-      return
-    }
-    if (c.expect && !c.expect.test(r.stderr)) c.warning = `stderr lacks ${c.expect} (${r.stderr.trim().split('\n').slice(-1)[0]})`
-    c.runs.push({ seconds: +r.seconds.toFixed(3), rssMiB: +r.rssMiB.toFixed(1) })
-    log(`${what}: ${r.seconds.toFixed(2)} s, peak RSS ${r.rssMiB.toFixed(0)} MiB`)
-  }
-
-  /** Runs every cell once per round, `reps` rounds: the sides of one comparison are
-   *  interleaved, so that load from elsewhere on the machine hits them alike. A pair of
-   *  cells ([a, b] in the group) runs back to back, a-b in even rounds and b-a in odd ones,
-   *  so that neither always follows the same other run. */
-  async function rounds(group, reps) {
-    const inOrder = (item, rep) => (!Array.isArray(item) ? [item] : rep % 2 ? [...item].reverse() : item)
-    for (let rep = 0; rep < reps; rep++) for (const c of group.flatMap((item) => inOrder(item, rep))) await runOnce(c, rep)
-  }
+  const { cell, rounds } = makeRunner({ cells, failures, unsupported, raw, run, timeFile, env: clean })
 
   const targetNames = Object.keys(targets)
   for (const [ti, tname] of targetNames.entries()) {
@@ -242,7 +216,7 @@ async function main() {
   writeFileSync(join(o.out, 'results.json'), JSON.stringify(results, null, 2) + '\n')
   report(results, o.out)
   log(`done in ${results.durationSeconds} s; ${failures.length ? failures.length + ' FAILURES' : 'every written disk equals the image'}; results in ${o.out}`)
-  return failures.length ? 1 : 0
+  return failures.length
 }
 
 main().then(

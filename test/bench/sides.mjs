@@ -13,12 +13,13 @@ export function ganetiEnv(ctx, vars) {
   }
 }
 
-/** ours: the installed create onto disk 0, from a path or a URL. */
+/** ours: the installed create onto disk 0, from a path or a URL. A format without a type
+ *  (auto) leaves image_type unset, as an instance added without it. */
 export function oursCreate(ctx, fmt, image, disk) {
   return {
     cmd: q(`${ctx.osDir}/create`),
     cwd: ctx.osDir, // Ganeti runs OS scripts in the OS directory
-    env: ganetiEnv(ctx, { OSP_IMAGE: image, OSP_IMAGE_TYPE: fmt.type, DISK_0_PATH: disk.path, DISK_0_SIZE: String(Math.floor(disk.size / 1048576)) }),
+    env: ganetiEnv(ctx, { OSP_IMAGE: image, ...(fmt.type ? { OSP_IMAGE_TYPE: fmt.type } : {}), DISK_0_PATH: disk.path, DISK_0_SIZE: String(Math.floor(disk.size / 1048576)) }),
   }
 }
 
@@ -79,9 +80,17 @@ export function decoderLimits(fmt, image, url, scratch, all = true, target = und
     // xz -T0 can only split multi-block files: for a single block it is the original's xz
     if (all && (fmt.type === 'raw+xz' ? fmt.key === 'raw+xz multi' : single !== best)) cells.push({ side: 'decode1', label: `${single} > /dev/null`, cmd: `${single} ${q(image)} > /dev/null` })
   }
-  if (all) cells.push({ side: 'download', label: 'curl -o /dev/null', cmd: `curl -s -f -o /dev/null ${q(url)}` })
+  if (all) {
+    cells.push({ side: 'download', label: 'curl -o /dev/null', cmd: `curl -s -f -o /dev/null ${q(url)}` })
+    // issue 15's limit of a cold create on loopback: the download into a file, durable
+    cells.push(downloadToFile(url, scratch))
+  }
   return cells
 }
+
+/** The download into a file and its sync: what a cold create must at least do to keep the
+ *  image in its cache. */
+export const downloadToFile = (url, file) => ({ side: 'download-file', label: 'curl -o FILE, sync FILE', cmd: `curl -s -f -o ${q(file)} ${q(url)} && sync ${q(file)}` })
 
 /** The provider's fixed cost: starting a script that does nothing but print its usage. */
 export const startup = (ctx) => ({ side: 'startup', label: 'create --help', cmd: `${q(ctx.osDir + '/create')} --help > /dev/null`, cwd: ctx.osDir, env: ganetiEnv(ctx, {}) })

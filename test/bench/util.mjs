@@ -32,3 +32,10 @@ export const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b)
   return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
+
+/** Median, extremes, peak RSS and count of a cell's runs (null without runs). */
+export const stats = (c) => (c && c.runs.length ? { s: median(c.runs.map((r) => r.seconds)), min: Math.min(...c.runs.map((r) => r.seconds)), max: Math.max(...c.runs.map((r) => r.seconds)), rss: Math.max(...c.runs.map((r) => r.rssMiB)), n: c.runs.length } : null)
+
+export const f2 = (x) => (x == null || Number.isNaN(x) ? '—' : x.toFixed(2))
+
+export const mdTable = (head, lines) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...lines.map((l) => `| ${l.join(' | ')} |`)].join('\n')
