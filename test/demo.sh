@@ -71,5 +71,9 @@ create web1.example.org "$DEMO/disk-web1.img"; check web1.example.org "$DEMO/dis
 say "create #2: web2.example.org from the same URL (expect a cache hit)"
 create web2.example.org "$DEMO/disk-web2.img" 2>&1 | tee "$DEMO/create2.log"; check web2.example.org "$DEMO/disk-web2.img"
 grep -q "cache hit" "$DEMO/create2.log" || { echo "demo: FAILED: no cache hit on the second create"; exit 1; }
-say "downloads served: $(grep -c 'GET /sample.img.xz' "$DEMO/http.log") (two creates, one download)"
+# the second create asked whether the image changed (If-Modified-Since) and got a 304
+served=$(grep -c '"GET /sample.img.xz HTTP/1.1" 200' "$DEMO/http.log" || true)
+unchanged=$(grep -c '"GET /sample.img.xz HTTP/1.1" 304' "$DEMO/http.log" || true)
+[ "$served" = 1 ] || { echo "demo: FAILED: the image was downloaded $served times, not once"; exit 1; }
+say "downloads served: $served; revalidations answered 304 Not Modified: $unchanged (two creates, one download)"
 say "all good: this is what Ganeti does on 'gnt-instance add -o simpleimage+default -O image=$URL,image_type=raw+xz'"
