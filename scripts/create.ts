@@ -4,10 +4,10 @@ import { readDisk, readGanetiEnv } from '../lib/ganeti/ganeti-env.js'
 import { CODEC_NAMES, parseImage, parseImageType } from '../lib/ganeti/params.js'
 import { readVariantConfig } from '../lib/ganeti/variant-config.js'
 import { imageParams } from '../lib/ganeti/catalog.js'
-import { openImage, resolveChecksum } from '../lib/image/source.js'
+import { openImage } from '../lib/image/source.js'
 import { parseChecksum } from '../lib/image/checksum.js'
-import { hashFile } from '../lib/image/hash-file.js'
-import { checkFileDigest, spoilIfWrong } from '../lib/disk/verified.js'
+import { startFileCheck } from '../lib/image/hash-file.js'
+import { spoilIfWrong } from '../lib/disk/verified.js'
 import { lockDisk } from '../lib/disk/disk-lock.js'
 import { blockDeviceFor, inspectTarget, restoreFileSize, sameFile } from '../lib/disk/target.js'
 import type { Readable } from 'node:stream'
@@ -57,17 +57,14 @@ INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
       result = await writeImageStream(body, length, codec, target)
     }
     await spoilIfWrong(target, () => touched, async () => {
-      const expected = checksum ? await resolveChecksum(checksum, image, config) : undefined
-      if (expected) info(`image_checksum: ${expected.algo} ${expected.hex} (from ${expected.from})`)
-      const file = await openImage(image, config, streamTo, expected)
+      const file = await openImage(image, config, streamTo, checksum)
       defer('image source', () => file.release())
       if (!file.streamed) {
         if (await sameFile(file.path, target)) throw new Failure('the image is disk 0 itself', 'give another image path')
         const codec = imageType === 'auto' ? await detectFileCodec(file.path) : imageType
         if (imageType === 'auto') info(`image_type auto: the image is ${CODEC_NAMES[codec]}`)
         // a digest not known yet is taken by another process, reading the file beside the writer
-        const digest = file.unverified ? hashFile(file.path, file.unverified.algo) : undefined
-        digest?.catch(() => undefined)
+        const checkFile = startFileCheck(file)
         touched = true
         result = await writeImage(file.path, file.size, codec, target).catch(async (err: unknown) => {
           // bytes that do not decode are not kept for the next create
@@ -75,11 +72,7 @@ INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
           await file.discard()
           throw image.kind === 'url' ? new ImageError(err.what, 'the cached download was removed, so the next create downloads it again; if that fails the same way, the image on the server is damaged') : err
         })
-        if (digest && file.unverified) {
-          const hex = await digest
-          await file.remember({ [file.unverified.algo]: hex })
-          await checkFileDigest(file, hex)
-        }
+        await checkFile?.()
       }
       label = file.label
       await file.release() // the entry may be replaced by a newer download now

@@ -7,9 +7,9 @@ import { imageParams } from '../lib/ganeti/catalog.js'
 import { parseImage } from '../lib/ganeti/params.js'
 import { parseCacheArgs, UsageError, type CacheCommand } from '../lib/image/cache-args.js'
 import { listEntries, purgeEntries } from '../lib/image/cache-admin.js'
-import { parseChecksum, checkDigest } from '../lib/image/checksum.js'
-import { hashFile } from '../lib/image/hash-file.js'
-import { openImage, resolveChecksum } from '../lib/image/source.js'
+import { parseChecksum } from '../lib/image/checksum.js'
+import { startFileCheck } from '../lib/image/hash-file.js'
+import { openImage } from '../lib/image/source.js'
 import { formatBytes, info } from '../lib/log.js'
 import { runScript } from '../lib/main.js'
 
@@ -90,23 +90,12 @@ async function prefetch(cmd: Extract<CacheCommand, { command: 'prefetch' }>): Pr
   const image = parseImage(params.image)
   const config = await readVariantConfig(process.env, cmd.variant)
   const spec = parseChecksum(params.image_checksum)
-  const expected = spec ? await resolveChecksum(spec, image, config) : undefined
-  if (expected) info(`image_checksum: ${expected.algo} ${expected.hex} (from ${expected.from})`)
-  const file = await openImage(image, config, undefined, expected)
+  const file = await openImage(image, config, undefined, spec)
   try {
     if (file.streamed) throw new Error('a prefetch was written while it downloaded')
-    if (file.unverified) {
-      const hex = await hashFile(file.path, file.unverified.algo)
-      await file.remember({ [file.unverified.algo]: hex })
-      try {
-        checkDigest(file.unverified, hex)
-      } catch (err) {
-        await file.discard()
-        throw err
-      }
-    }
+    await startFileCheck(file)?.()
     const what = image.kind === 'path' ? `${image.path} is a local file on this node: nothing to download` : `${file.label} is cached in ${file.path}`
-    info(`${what} (${formatBytes(file.size)}${expected ? `, ${expected.algo} checked` : ''})`)
+    info(`${what} (${formatBytes(file.size)}${spec ? `, ${spec.algo} checked` : ''})`)
   } finally {
     await file.release()
   }

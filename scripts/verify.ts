@@ -6,11 +6,9 @@ import { CODEC_NAMES, detectCodec, parseImage, parseImageType, type Codec } from
 import { parseAuthorizedKeys, parseNameservers, parseSearchDomains, parseUserData } from '../lib/ganeti/hook-params.js'
 import { readVariantConfig } from '../lib/ganeti/variant-config.js'
 import { imageParams } from '../lib/ganeti/catalog.js'
-import { parseCurlOpts } from '../lib/image/curl-opts.js'
-import { checkLocalImage, resolveChecksum } from '../lib/image/source.js'
+import { checkLocalImage, remoteOf, resolveChecksum, type Remote } from '../lib/image/source.js'
 import { imageFileName, parseChecksum } from '../lib/image/checksum.js'
 import { checkQemuImg } from '../lib/disk/qcow2.js'
-import { makeAgents } from '../lib/image/http.js'
 import { fetchHead, probeUrl } from '../lib/image/probe.js'
 import { detectFileCodec } from '../lib/disk/decode.js'
 import { formatBytes, info, redact } from '../lib/log.js'
@@ -62,8 +60,10 @@ the example hooks' ssh_authorized_keys=, user_data=, dns_nameservers= and dns_se
     }
     const config = await readVariantConfig(process.env, ganeti.variant)
     const image = parseImage(imageText)
+    let remote: Promise<Remote> | undefined
+    const remoteOnce = () => (remote ??= remoteOf(config)) // once: it reads the CA files
     if (checksum?.kind === 'sums') {
-      const expected = await resolveChecksum(checksum, image, config)
+      const expected = await resolveChecksum(checksum, image, remoteOnce)
       info(`image_checksum: ${expected.from} lists ${imageFileName(image)} (${expected.algo} ${expected.hex.slice(0, 16)}...): ok`)
     }
     if (image.kind === 'path') {
@@ -71,8 +71,7 @@ the example hooks' ssh_authorized_keys=, user_data=, dns_nameservers= and dns_se
       info(`image ${image.path}: readable file of ${formatBytes(local.size)}`)
       if (imageType === 'auto') await reportDetected(await detectFileCodec(local.path))
     } else {
-      const endpoint = { proxy: config.proxy, opts: parseCurlOpts(config.curlOpts) }
-      const agentFor = await makeAgents(endpoint) // once: it reads the CA files
+      const { endpoint, agentFor } = await remoteOnce()
       const answer = await probeUrl(image.url, endpoint, agentFor, URL_TIMEOUT_MS)
       info(`image ${image.url.href}: HTTP ${answer.status}${answer.length !== undefined ? `, ${formatBytes(answer.length)}` : ''}`)
       if (imageType === 'auto') await reportDetected(detectCodec(await fetchHead(image.url, endpoint, agentFor, URL_TIMEOUT_MS)))

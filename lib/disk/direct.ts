@@ -11,7 +11,7 @@ import { defer, type Deferred } from '../cleanup.js'
 import { startDecompressor } from './decode.js'
 import { debug, info } from '../log.js'
 import { openForWrite, zeroCheaply, type TargetDisk } from './target.js'
-import { Progress, Writeback, type WriteResult } from './write.js'
+import { diskWriteback, Progress, type WriteResult } from './write.js'
 import type { Codec } from '../ganeti/params.js'
 
 const POLL_MS = 1000
@@ -50,7 +50,7 @@ export async function decompressOntoFile(path: string, codec: 'xz' | 'zstd', siz
     }
     info(`${codec} writes the image into the disk file itself${codec === 'xz' ? ' (emptied first)' : ''}, skipping its zero blocks`)
     const progress = new Progress(size)
-    const writeback = new Writeback(fh, target)
+    const writeback = diskWriteback(fh, target)
     const decompressor = startDecompressor(codec, input.fd, fh.fd, path, extra, target.lockFd !== undefined ? [target.lockFd] : [])
     // a failed early flush is reported by writeback.finish(), once the decompressor is done
     const timer = setInterval(() => void offsetOf(fh.fd).then((at) => {

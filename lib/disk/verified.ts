@@ -3,8 +3,7 @@
 // first and last MiB are zeroed, and the failure says so: nothing on disk 0 passes for an
 // install. Found before any write, disk 0 is left as it was, and the failure says that.
 import { Failure } from '../errors.js'
-import { ChecksumMismatch, checkDigest } from '../image/checksum.js'
-import type { ImageFile } from '../image/source.js'
+import { ChecksumMismatch } from '../image/checksum.js'
 import { spoilDisk, type TargetDisk } from './target.js'
 import { info } from '../log.js'
 
@@ -17,16 +16,5 @@ export async function spoilIfWrong(target: TargetDisk, touched: () => boolean, w
     await spoilDisk(target)
     info('disk 0 held the wrong image: its first and last MiB were zeroed, so that it boots and mounts nothing')
     throw new Failure(err.what, `disk 0 holds no valid install (its first and last MiB were zeroed). ${err.hint}`)
-  }
-}
-
-/** Checks a digest taken from the file; a cache entry that is not the published image is
- *  dropped, so the next create downloads again. */
-export async function checkFileDigest(file: ImageFile, hex: string): Promise<void> {
-  try {
-    checkDigest(file.unverified!, hex)
-  } catch (err) {
-    if (err instanceof ChecksumMismatch) await file.discard()
-    throw err
   }
 }

@@ -2,6 +2,7 @@
 // next block is read, never past the disk's end, all-zero blocks skipped only when the
 // target already reads as zero, writeback started early and one fdatasync at the end.
 import { chunksAllocated } from '../memory.js'
+import { Writeback } from '../writeback.js'
 import type { FileHandle } from 'node:fs/promises'
 import { Failure } from '../errors.js'
 import { debug, formatBytes, info } from '../log.js'
@@ -11,7 +12,7 @@ import type { TargetDisk } from './target.js'
 export const BLOCK = 4 << 20
 const ZERO = Buffer.alloc(BLOCK)
 const REPORT_EVERY_MS = 5000
-const WRITEBACK_EVERY = 256 << 20
+const DISK_WRITEBACK_EVERY = 256 << 20
 
 export interface WriteResult {
   bytes: number
@@ -99,7 +100,7 @@ export async function writeStream(source: ByteSource, target: TargetDisk, fh: Fi
   let current = 0
   let position = 0
   let inFlight: Promise<unknown> = Promise.resolve()
-  const writeback = new Writeback(fh, target)
+  const writeback = diskWriteback(fh, target)
 
   const write = async (buf: Buffer, start: number, end: number, at: number) => {
     if (stopping()) throw new Failure('writing disk 0 was stopped', 'see the messages above')
@@ -145,41 +146,7 @@ export async function syncDisk(fh: FileHandle, target: TargetDisk, what = 'flush
   debug(`disk 0 ${what} in ${((Date.now() - start) / 1000).toFixed(2)} s`)
 }
 
-/** Starts writing disk 0's dirty pages back while the image is still being written, so
- *  that the final flush has only the tail left: the kernel would otherwise hold a whole
- *  1 GiB image in the page cache until that flush (its background writeback begins at 10 %
- *  of memory). Node has no sync_file_range: an fdatasync in the thread pool, at most one at
- *  a time, every WRITEBACK_EVERY bytes, does the job (also for a decompressor writing a
- *  file disk itself: lib/disk/direct.ts). Measured with the bench's 1 GiB images (medians):
- *  raw+gz 1.60 s instead of 1.79 s onto a loop device, 1.65 s instead of 1.78 s onto a
- *  file; multi-block raw+xz 4.47 s instead of 4.67 s (loop), 3.48 s instead of 3.60 s
- *  (file, xz writing it); the final flush went from 0.11-0.26 s to 0.00-0.06 s. */
-export class Writeback {
-  private pending: Promise<void> = Promise.resolve()
-  private busy = false
-  private started = 0
-  private failed: unknown
-  private finished = false
-  constructor(private readonly fh: FileHandle, private readonly target: TargetDisk) {}
-
-  /** `position` bytes are written (or handed to the kernel): flushes early when due. A
-   *  failed early flush is thrown here, so that a writer stops instead of writing the
-   *  rest of the image onto a disk that cannot take it. */
-  reached(position: number): void {
-    if (this.failed) throw this.failed
-    if (this.finished || this.busy || position - this.started < WRITEBACK_EVERY) return
-    this.started = position
-    this.busy = true
-    // chained: a failed flush stays failed for finish(); the kernel reports a writeback
-    // error to one fsync only, and that may have been this one
-    this.pending = this.pending.then(() => syncDisk(this.fh, this.target, 'written back early')).finally(() => (this.busy = false))
-    this.pending.catch((err: unknown) => (this.failed ??= err))
-  }
-
-  /** The final flush, after any early one: the data is durable when this resolves. */
-  async finish(): Promise<void> {
-    this.finished = true // a late progress poll (lib/disk/direct.ts) starts no flush after this
-    await this.pending
-    await syncDisk(this.fh, this.target)
-  }
+/** disk 0's early writeback (lib/writeback.ts): the failure of a flush is the disk's. */
+export function diskWriteback(fh: FileHandle, target: TargetDisk): Writeback {
+  return new Writeback((early) => syncDisk(fh, target, early ? 'written back early' : 'flushed'), DISK_WRITEBACK_EVERY)
 }

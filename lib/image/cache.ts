@@ -59,6 +59,8 @@ export interface CacheRequest {
   dir: string
   url: URL
   maxDays: number
+  /** Fills the temporary file; a complete (or streamed) download returns with it flushed
+   *  (lib/image/download.ts writes it back as it goes, its last flush beside disk 0's). */
   download(fh: FileHandle): Promise<Fetched>
   /** Asks the server whether a young entry is still current; absent: it is used as it is. */
   revalidate?(validators: Validators): Promise<Verdict>
@@ -148,7 +150,7 @@ export async function cachedDownload(req: CacheRequest): Promise<CacheResult> {
         } else if (typeof verdict === 'object') {
           info(`cache: could not ask the server whether ${label} changed (${verdict.unreachable}): using the entry of ${age(Date.now() - state.mtimeMs)} ago`)
         }
-        return entryResult(dir, key, path, state, meta, !downloaded, shared)
+        return entryResult(dir, key, path, label, state, meta, !downloaded, shared)
       }
     }
     await shared.release()
@@ -188,7 +190,7 @@ async function revalidated(req: CacheRequest, meta: EntryMeta | undefined, start
   return req.revalidate({ etag: meta.etag, lastModified: meta.lastModified })
 }
 
-function entryResult(dir: string, key: string, path: string, state: Extract<EntryState, { usable: true }>, meta: EntryMeta | undefined, hit: boolean, shared: Lock): CacheResult {
+function entryResult(dir: string, key: string, path: string, label: string, state: Extract<EntryState, { usable: true }>, meta: EntryMeta | undefined, hit: boolean, shared: Lock): CacheResult {
   const discard = async () => {
     const now = await lstat(path).catch(() => null)
     if (now?.ino === state.ino && (await unlink(path).then(() => true, () => false))) {
@@ -197,7 +199,7 @@ function entryResult(dir: string, key: string, path: string, state: Extract<Entr
     }
   }
   const remember = async (digests: Digests) => {
-    const base: EntryMeta = meta ?? { url: '', size: state.size, ino: state.ino, storedAt: state.mtimeMs, checkedAt: state.mtimeMs }
+    const base: EntryMeta = meta ?? { url: label, size: state.size, ino: state.ino, storedAt: state.mtimeMs, checkedAt: state.mtimeMs }
     await writeMeta(dir, key, { ...base, ...digests }).catch((err) => info(`cache: could not keep the digest in ${metaName(key)} (${errorMessage(err)})`))
   }
   return { path, hit, streamed: false, meta, release: () => shared.release(), discard, remember }
@@ -218,10 +220,8 @@ async function downloadToTemp(req: CacheRequest, key: string): Promise<DownloadO
     fetched = await req.download(fh)
     if (fetched.outcome !== 'partial') {
       req.accept?.(fetched.digests)
-      await fh.datasync().catch((err: unknown) => {
-        throw cacheWriteFailure(failedWith(err))
-      })
-      // complete now, not at its last write: creates that came during the sync use it
+      // complete now, not at its last write: creates that came during the download's last
+      // flush use it
       const now = new Date()
       await fh.utimes(now, now)
       const st = await fh.stat()

@@ -15,6 +15,7 @@ import { formatBytes, info, redact } from '../log.js'
 import { resumeFrom, validatorsOf } from './resume.js'
 import { chunksAllocated } from '../memory.js'
 import { drained } from '../streams.js'
+import { Writeback } from '../writeback.js'
 
 /** Writes the image from the download as it arrives; 'declined' when it cannot (a qcow2
  *  found by image_type=auto must be seen whole): the download then just completes. */
@@ -72,7 +73,7 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
       // decoder is done before it
       const readAll = options.algos !== undefined && options.algos.length > 0
       tap = consumer ? startConsumer(consumer, length) : undefined
-      const writeback = new CacheWriteback(fh)
+      const writeback = cacheWriteback(fh)
       // the batch goes to the cache in one writev and to the consumer chunk by chunk:
       // concatenating it first would cost a copy and 1 MiB more memory per batch
       const flush = async () => {
@@ -120,7 +121,7 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
       const secs = Math.max((Date.now() - start) / 1000, 0.001)
       info(`downloaded ${formatBytes(written - startBytes)} in ${secs.toFixed(1)} s (${((written - startBytes) / secs / 1e6).toFixed(1)} MB/s)`)
       // the cache file's last flush runs beside disk 0's, not after it
-      const synced = writeback.flushAll()
+      const synced = writeback.finish()
       synced.catch(() => undefined) // awaited below, after the consumer's end
       await tap?.end()
       await synced
@@ -150,39 +151,14 @@ async function writeCache(fh: FileHandle, bufs: Buffer[], total: number, positio
   if (bytesWritten < total) throw cacheWriteFailure(`stopped after ${position + bytesWritten} bytes (filesystem full?)`)
 }
 
-/** The cache file's dirty pages are written back while the download goes on (at most one
- *  fdatasync at a time, every WRITEBACK_EVERY bytes), as disk 0's are (lib/disk/write.ts):
- *  the last flush then has only the tail left, instead of the whole image at the end. */
-const WRITEBACK_EVERY = 64 << 20
+/** The cache file is written back every CACHE_WRITEBACK_EVERY bytes of download, as disk 0
+ *  is (lib/writeback.ts): its last flush then has only the tail left. */
+const CACHE_WRITEBACK_EVERY = 64 << 20
 
-class CacheWriteback {
-  private pending: Promise<void> | undefined
-  private failed: unknown
-  private at = 0
-  constructor(private readonly fh: FileHandle) {}
-
-  private check(): void {
-    if (this.failed !== undefined) throw cacheWriteFailure(failedWith(this.failed))
-  }
-
-  reached(position: number): void {
-    this.check()
-    if (this.pending || position - this.at < WRITEBACK_EVERY) return
-    this.at = position
-    this.pending = this.fh.datasync().then(
-      () => undefined,
-      (err: unknown) => void (this.failed ??= err),
-    ).finally(() => (this.pending = undefined))
-  }
-
-  /** Flushes everything written so far; resolves when it is durable. */
-  async flushAll(): Promise<void> {
-    await this.pending
-    this.check()
-    await this.fh.datasync().catch((err: unknown) => {
-      throw cacheWriteFailure(failedWith(err))
-    })
-  }
+function cacheWriteback(fh: FileHandle): Writeback {
+  return new Writeback(() => fh.datasync().catch((err: unknown) => {
+    throw cacheWriteFailure(failedWith(err))
+  }), CACHE_WRITEBACK_EVERY)
 }
 
 /** A failure of the consumer (decoding, writing disk 0), reported as itself. */

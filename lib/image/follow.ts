@@ -4,7 +4,7 @@
 // own disk 0 from it, instead of waiting for the download to finish and then reading the
 // entry. A follower knows the download is over when the temporary file's name is gone:
 // renamed to the entry (same inode: complete, synced and accepted) or removed (failed).
-import { constants } from 'node:fs'
+import { constants, readFileSync } from 'node:fs'
 import { open, readdir, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
@@ -116,7 +116,20 @@ async function feed(fh: FileHandle, ino: number, dir: string, key: string, path:
 /** Whether the download is over, and how: its temporary name is gone, and the entry is the
  *  same file (renamed: complete) or not (removed: failed). */
 async function downloadOver(dir: string, key: string, path: string, ino: number): Promise<'complete' | 'failed' | undefined> {
-  if (await stat(path).then(() => true, () => false)) return undefined
+  // a downloader killed outright (SIGKILL) leaves its file behind: the pid in its name says
+  if (await stat(path).then(() => true, () => false)) return downloaderAlive(path) ? undefined : 'failed'
   const entry = await stat(join(dir, entryName(key))).catch(() => null)
   return entry?.ino === ino ? 'complete' : 'failed'
+}
+
+/** Whether the process that makes <key>.part-s-<pid>-<time> still runs. */
+export function downloaderAlive(path: string): boolean {
+  const pid = Number(/\.part-s-(\d+)-[0-9a-z]+$/.exec(path)?.[1])
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  try {
+    // a zombie (killed, not yet reaped by its parent) is no downloader either
+    return !/^\d+ \(.*\) Z /s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return false // no such process
+  }
 }

@@ -9,7 +9,7 @@ import { parseCurlOpts } from './curl-opts.js'
 import type { VariantConfig } from '../ganeti/variant-config.js'
 import { cacheKey, cachedDownload, expireEntries, prepareStorage, type Digests } from './cache.js'
 import { followDownload } from './follow.js'
-import { makeAgents, type Endpoint } from './http.js'
+import { makeAgents, type AgentFor, type Endpoint } from './http.js'
 import { downloadInto } from './download.js'
 import { checkDigest, expectedDigest, type ChecksumSpec, type ExpectedDigest } from './checksum.js'
 import { fetchText, revalidate } from './remote.js'
@@ -77,14 +77,18 @@ export type StreamConsumer = (body: Readable, length: number | undefined) => Pro
  *  whole download before writing. With `expected`, a download is checked before it is
  *  stored, and an entry against its recorded digest; what could not be checked yet (a local
  *  file, an entry of unknown digest) says so in `unverified`. */
-export async function openImage(ref: ImageRef, config: VariantConfig, consumer?: StreamConsumer, expected?: ExpectedDigest): Promise<ImageFile | StreamedImage> {
+export async function openImage(ref: ImageRef, config: VariantConfig, consumer?: StreamConsumer, checksum?: ChecksumSpec): Promise<ImageFile | StreamedImage> {
   const none = async () => undefined
+  // the proxy agents (they read the CA files) once, and only where something is fetched
+  let remote: Promise<Remote> | undefined
+  const remoteOnce = () => (remote ??= remoteOf(config))
+  const expected = checksum ? await resolveChecksum(checksum, ref, remoteOnce) : undefined
+  if (expected) info(`image_checksum: ${expected.algo} ${expected.hex} (from ${expected.from})`)
   if (ref.kind === 'path') {
     const local = await checkLocalImage(ref.path)
     return { ...local, streamed: false, label: ref.path, release: none, discard: none, remember: none, unverified: expected }
   }
-  const endpoint = endpointOf(config)
-  const agentFor = await makeAgents(endpoint)
+  const { endpoint, agentFor } = await remoteOnce()
   await prepareStorage(config.imageStorage)
   await expireEntries(config.imageStorage, config.cacheMaxDays).catch((err) => info(`cache expiry skipped: ${err.message}`))
   // a retried transfer may start over, which a disk being written from it cannot: with
@@ -111,14 +115,13 @@ export async function openImage(ref: ImageRef, config: VariantConfig, consumer?:
     const known = expected ? entry.meta?.[expected.algo] : undefined
     if (expected && known !== undefined && entry.hit) {
       // compared with the digest taken when it was downloaded: no read of the entry
-      const mismatch = digestMismatch(expected, known)
-      if (mismatch && attempt === 0) {
+      if (known !== expected.hex && attempt === 0) {
         info(`cache: the entry's ${expected.algo} ${known} is not the one ${expected.from} gives: removing it and downloading again`)
         await entry.discard()
         await entry.release()
         continue
       }
-      if (mismatch) throw mismatch
+      checkDigest(expected, known)
       info(`image_checksum: the cached download's ${expected.algo} matches ${expected.from}`)
     }
     const st = await stat(entry.path)
@@ -126,28 +129,28 @@ export async function openImage(ref: ImageRef, config: VariantConfig, consumer?:
   }
 }
 
-export function endpointOf(config: VariantConfig): Endpoint {
-  return { proxy: config.proxy, opts: parseCurlOpts(config.curlOpts) }
+/** The variant's proxy and curl options, with the agents that carry them. */
+export interface Remote {
+  endpoint: Endpoint
+  agentFor: AgentFor
 }
 
-function digestMismatch(expected: ExpectedDigest, actual: string): Failure | undefined {
-  try {
-    checkDigest(expected, actual)
-    return undefined
-  } catch (err) {
-    if (err instanceof Failure) return err
-    throw err
-  }
+export async function remoteOf(config: VariantConfig): Promise<Remote> {
+  const endpoint: Endpoint = { proxy: config.proxy, opts: parseCurlOpts(config.curlOpts) }
+  return { endpoint, agentFor: await makeAgents(endpoint) }
 }
 
-/** The digest image_checksum asks for, its SUMS file read through the variant's proxy. */
-export async function resolveChecksum(spec: ChecksumSpec, image: ImageRef, config: VariantConfig): Promise<ExpectedDigest> {
-  const endpoint = endpointOf(config)
-  const agentFor = await makeAgents(endpoint)
+/** The digest image_checksum asks for, its SUMS file read through the variant's proxy
+ *  (`remote` is asked for only when the SUMS file is a URL). */
+export async function resolveChecksum(spec: ChecksumSpec, image: ImageRef, remote: () => Promise<Remote>): Promise<ExpectedDigest> {
   const readLocal = async (path: string, maxBytes: number) => {
     const local = await checkLocalImage(path, 'the SUMS file')
     if (local.size > maxBytes) throw new Failure(`the SUMS file ${path} is larger than ${maxBytes >> 20} MiB`, 'check image_checksum: it must name the SUMS file itself')
     return readFile(local.path, 'utf8')
   }
-  return expectedDigest(spec, image, (url, max) => fetchText(url, endpoint, agentFor, max), readLocal)
+  const fetchSums = async (url: URL, maxBytes: number) => {
+    const { endpoint, agentFor } = await remote()
+    return fetchText(url, endpoint, agentFor, maxBytes)
+  }
+  return expectedDigest(spec, image, fetchSums, readLocal)
 }

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert'
 import { join } from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { readdirSync, writeFileSync, existsSync } from 'node:fs'
-import { workspace, variant, ganetiEnv, runAction, sparseDisk, readHead, makeImage, MiB, lastLine, type Workspace } from './harness.js'
+import { workspace, variant, ganetiEnv, runAction, sparseDisk, readHead, makeImage, waitFor, MiB, lastLine, type Workspace } from './harness.js'
 import { startHttpServer, type TestServer } from '../support/http-server.js'
 
 const test = suite('shared downloads')
@@ -67,6 +67,26 @@ test('when the shared download is cut off, every create that shared it fails and
   for (const r of runs.slice(1)) assert.match(lastLine(r.output), /the download this create was sharing with another create failed/)
   const dir = join(ws.dir, 'cache-cut')
   assert.equal(existsSync(dir) ? readdirSync(dir).filter((f) => !f.endsWith('.lock')) : [], [])
+})
+
+test('a downloader killed outright (SIGKILL) fails the create that shared it, instead of leaving it waiting', async () => {
+  writeFileSync(join(ws.dir, 'killed.raw'), randomBytes(8 * MiB))
+  const v = variant(ws, 'killed')
+  const url = web.url('/slow/killed.raw')
+  let pid = 0
+  const first = runAction(ws, 'create', ganetiEnv(ws, { OS_VARIANT: v, OSP_IMAGE: url, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'killed-0.img') }), { onStart: (p) => (pid = p) })
+  const dir = join(ws.dir, 'cache-killed')
+  assert.ok(await waitFor(() => existsSync(dir) && readdirSync(dir).some((f) => f.includes('.part-s-'))), 'no shareable download appeared')
+  const second = create({ OS_VARIANT: v, OSP_IMAGE: url, OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'killed-1.img') })
+  await new Promise((r) => setTimeout(r, 1500)) // the second is sharing by now
+  process.kill(pid, 'SIGKILL')
+  const started = Date.now()
+  const r = await second
+  assert.is(r.code, 1, r.output)
+  assert.match(r.output, SHARED)
+  assert.match(lastLine(r.output), /the download this create was sharing with another create failed/)
+  assert.ok(Date.now() - started < 5000, 'the follower waited on a dead download')
+  assert.is((await first).code, null) // killed
 })
 
 test('qcow2 found by image_type auto is not followed: the others wait and read the entry', async () => {

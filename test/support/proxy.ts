@@ -2,8 +2,8 @@
 // and "CONNECT host:port" both go through it and show up in its log file.
 import { spawn } from 'node:child_process';
 import { promises as fsp, readFileSync } from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
+import { canConnect, freePort } from './ports.js';
 
 export interface TestProxy {
   /** e.g. http://127.0.0.1:PORT, usable as http_proxy / https_proxy */
@@ -14,25 +14,6 @@ export interface TestProxy {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Ask the kernel for a free port. Racy (the port is released before tinyproxy binds it), hence the retry below. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
-}
 
 /** Start tinyproxy with its config and log file in `dir` (created if missing). */
 export async function startProxy(dir: string, extra: string[] = []): Promise<TestProxy> {

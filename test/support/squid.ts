@@ -5,8 +5,8 @@
 // squid's: nothing under /var/log/squid or /var/spool/squid is touched.
 import { spawn, execFileSync } from 'node:child_process';
 import { promises as fsp, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
+import { canConnect, freePort } from './ports.js';
 
 export interface TestSquid {
   port: number;
@@ -30,25 +30,6 @@ export interface SquidOptions {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let instances = 0;
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-
-/** Ask the kernel for a free port. Racy (released before squid binds it), hence the retry below. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
-}
 
 /** Squid started as root drops to cache_effective_user at once, and that user opens the
  *  logs: it must own `dir` and be able to reach it. Debian's squid runs as `proxy`. */
