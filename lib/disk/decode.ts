@@ -43,7 +43,7 @@ export function lastMessage(text: string): string | undefined {
   return text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('***')).pop()
 }
 
-function findTool(names: string[]): string {
+export function findTool(names: string[]): string {
   for (const name of names) {
     for (const dir of ['/usr/bin', '/bin', '/usr/local/bin']) {
       if (existsSync(`${dir}/${name}`)) return `${dir}/${name}`
@@ -58,6 +58,8 @@ export function decompressorFor(codec: 'bzip2' | 'xz' | 'zstd'): string[] {
   if (codec === 'zstd') return [findTool(['zstd']), '-dcq']
   return [findTool(['lbzip2', 'pbzip2', 'bzip2']), '-dc']
 }
+
+const PRLIMIT = '/usr/bin/prlimit'
 
 const PACKAGE = { xz: 'xz-utils', bzip2: 'bzip2', zstd: 'zstd' } as const
 
@@ -169,13 +171,16 @@ export interface Decompressor {
 /** Starts the decompressor for `codec` on `input` (a file descriptor, or a stream fed
  *  through its stdin). Its output goes to a pipe to us, or to `output`, a descriptor of
  *  disk 0 itself. Its messages are passed on to our log; the last one names the cause. */
-export function startDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number | Readable, output: 'pipe' | number, what: string, extraArgs: string[] = [], extraFds: number[] = []): Decompressor {
+export function startDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number | Readable, output: 'pipe' | number, what: string, extraArgs: string[] = [], extraFds: number[] = [], maxFileSize?: number): Decompressor {
   const [tool, ...args] = [...decompressorFor(codec), ...extraArgs]
-  debug(`running ${tool} ${args.join(' ')} < ${what}${output === 'pipe' ? '' : ' > disk 0'}`)
+  debug(`running ${tool} ${args.join(' ')} < ${what}${output === 'pipe' ? '' : ' > disk 0'}${maxFileSize !== undefined ? `, files limited to ${maxFileSize} bytes` : ''}`)
+  // prlimit (util-linux, Essential) sets RLIMIT_FSIZE and execs the tool: a write past
+  // that size fails and the kernel stops the tool with SIGXFSZ
+  const argv = maxFileSize !== undefined && existsSync(PRLIMIT) ? [PRLIMIT, `--fsize=${maxFileSize}`, '--', tool, ...args] : [tool, ...args]
   const pipe = output === 'pipe' ? openPipe() : undefined
   let child: ChildProcess
   try {
-    child = spawnChild(tool, args, { stdio: [typeof input === 'number' ? input : 'pipe', pipe?.writeFd ?? output, 'pipe'], extraFds })
+    child = spawnChild(argv[0], argv.slice(1), { stdio: [typeof input === 'number' ? input : 'pipe', pipe?.writeFd ?? output, 'pipe'], extraFds })
   } finally {
     if (pipe) closeSync(pipe.writeFd) // the child has its own: its exit ends our reading
   }

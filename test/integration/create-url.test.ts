@@ -73,6 +73,32 @@ test('image_type auto streams too: the format is told from the first bytes of th
   assert.is(cacheFiles(v).filter((f) => f.endsWith('.image')).length, 6, 'every download is cached')
 })
 
+test('onto a file disk, xz and zstd (also for gzip) write the download into it themselves as it arrives, stopped at its end', async () => {
+  const v = variant(ws, 'stream-direct')
+  for (const [type, tool] of [['raw+gz', 'zstd'], ['raw+xz', 'xz'], ['raw+zst', 'zstd']]) {
+    const disk = sparseDisk(ws.dir, 'sd.img')
+    const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/' + img.files[type as 'raw']), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk })
+    assert.is(r.code, 0, r.output)
+    assert.match(r.output, new RegExp(`${tool} writes the image into the disk file itself.* as it is downloaded`), type)
+    assert.ok(readHead(disk, img.bytes.length).equals(img.bytes), type)
+    assert.is(statSync(disk).size, 32 * MiB, `${type}: the file disk changed size`)
+  }
+  // larger than the disk: the kernel stops the tool at the disk's end (RLIMIT_FSIZE)
+  execFileSync('bash', ['-c', 'head -c 40M /dev/urandom > big.raw && gzip -1 -k big.raw && xz -0 -T1 -k big.raw && zstd -q -1 big.raw -o big.raw.zst'], { cwd: ws.dir })
+  for (const [type, file] of [['raw+gz', 'big.raw.gz'], ['raw+xz', 'big.raw.xz'], ['raw+zst', 'big.raw.zst']]) {
+    const disk = sparseDisk(ws.dir, 'sd-small.img', 16 * MiB)
+    const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/' + file), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk })
+    assert.is(r.code, 1, r.output)
+    assert.match(r.lastLine, /^create failed: the image is at least .* larger than disk 0 \(16\.0 MiB\); give the instance a larger disk/, type)
+    assert.is(statSync(disk).size, 16 * MiB, `${type}: the file disk changed size`)
+  }
+  // zstd decodes xz as well: an xz file given as raw+gz is still refused as not gzip
+  const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/' + img.files['raw+xz']), OSP_IMAGE_TYPE: 'raw+gz', DISK_0_PATH: sparseDisk(ws.dir, 'sd.img') })
+  assert.is(r.code, 1, r.output)
+  assert.match(r.lastLine, /^create failed: gzip decoding failed \(incorrect header check\)/)
+  assert.not.match(r.output, /writes the image into the disk file itself/)
+})
+
 test('a cache miss is written to disk 0 while it downloads; with --retry it downloads first', async () => {
   let r = await create({ OS_VARIANT: variant(ws, 'stream'), OSP_IMAGE: web.url('/image.raw.bz2'), OSP_IMAGE_TYPE: 'raw+bzip2', DISK_0_PATH: sparseDisk(ws.dir, 'st.img') })
   assert.is(r.code, 0, r.output)
