@@ -62,3 +62,17 @@ export function openPipe(): PipeEnds | undefined {
     if (dir) rmSync(dir, { recursive: true, force: true })
   }
 }
+
+/** A pipe between two children (a decompressor and dd): both ends blocking, as a tool
+ *  expects its stdin and stdout; undefined where one cannot be made. */
+export function openChildPipe(): PipeEnds | undefined {
+  const pipe = openPipe()
+  if (!pipe) return undefined
+  // O_NONBLOCK is the open file's, shared with every descriptor of it: cleared for the child too
+  const r = spawnSync('perl', ['-e', 'use Fcntl; my $f = fcntl(STDIN, F_GETFL, 0) or exit 1; fcntl(STDIN, F_SETFL, $f & ~O_NONBLOCK) or exit 1'], { stdio: [pipe.readFd, 'ignore', 'ignore'] })
+  if (r.status === 0) return pipe
+  debug(`the pipe's read end stays non-blocking (${r.error?.message ?? 'perl could not change it'})`)
+  closeSync(pipe.readFd)
+  closeSync(pipe.writeFd)
+  return undefined
+}

@@ -73,9 +73,9 @@ test('image_type auto streams too: the format is told from the first bytes of th
   assert.is(cacheFiles(v).filter((f) => f.endsWith('.image')).length, 6, 'every download is cached')
 })
 
-test('onto a file disk, xz and zstd (also for gzip) write the download into it themselves as it arrives, stopped at its end', async () => {
+test('onto a file disk, xz, zstd (also for gzip) and lbzip2 | dd write the download into it themselves as it arrives, stopped at its end', async () => {
   const v = variant(ws, 'stream-direct')
-  for (const [type, tool] of [['raw+gz', 'zstd'], ['raw+xz', 'xz'], ['raw+zst', 'zstd']]) {
+  for (const [type, tool] of [['raw+gz', 'zstd'], ['raw+xz', 'xz'], ['raw+zst', 'zstd'], ['raw+bzip2', 'lbzip2 \\| dd']]) {
     const disk = sparseDisk(ws.dir, 'sd.img')
     const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/' + img.files[type as 'raw']), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk })
     assert.is(r.code, 0, r.output)
@@ -84,13 +84,24 @@ test('onto a file disk, xz and zstd (also for gzip) write the download into it t
     assert.is(statSync(disk).size, 32 * MiB, `${type}: the file disk changed size`)
   }
   // larger than the disk: the kernel stops the tool at the disk's end (RLIMIT_FSIZE)
-  execFileSync('bash', ['-c', 'head -c 40M /dev/urandom > big.raw && gzip -1 -k big.raw && xz -0 -T1 -k big.raw && zstd -q -1 big.raw -o big.raw.zst'], { cwd: ws.dir })
-  for (const [type, file] of [['raw+gz', 'big.raw.gz'], ['raw+xz', 'big.raw.xz'], ['raw+zst', 'big.raw.zst']]) {
+  execFileSync('bash', ['-c', 'head -c 40M /dev/urandom > big.raw && gzip -1 -k big.raw && xz -0 -T1 -k big.raw && zstd -q -1 big.raw -o big.raw.zst && bzip2 -1 -k big.raw'], { cwd: ws.dir })
+  for (const [type, file] of [['raw+gz', 'big.raw.gz'], ['raw+xz', 'big.raw.xz'], ['raw+zst', 'big.raw.zst'], ['raw+bzip2', 'big.raw.bz2']]) {
     const disk = sparseDisk(ws.dir, 'sd-small.img', 16 * MiB)
     const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/' + file), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk })
     assert.is(r.code, 1, r.output)
     assert.match(r.lastLine, /^create failed: the image is at least .* larger than disk 0 \(16\.0 MiB\); give the instance a larger disk/, type)
     assert.is(statSync(disk).size, 16 * MiB, `${type}: the file disk changed size`)
+  }
+  // what follows the gzip members is ignored, as gzip and our zlib do; two members are one image
+  execFileSync('bash', ['-c', `(cat ${img.files['raw+gz']}; head -c 5000 /dev/urandom) > trail.gz && head -c 1M ${img.files.raw} | gzip -1 > two.gz && tail -c +1048577 ${img.files.raw} | gzip -1 >> two.gz`], { cwd: ws.dir })
+  for (const file of ['trail.gz', 'two.gz']) {
+    const disk = sparseDisk(ws.dir, 'sd.img')
+    const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/' + file), OSP_IMAGE_TYPE: 'raw+gz', DISK_0_PATH: disk })
+    assert.is(r.code, 0, r.output)
+    assert.match(r.output, /zstd writes the image into the disk file itself/)
+    if (file === 'trail.gz') assert.match(r.output, /data after the end of the gzip image was ignored/)
+    assert.ok(readHead(disk, img.bytes.length).equals(img.bytes), file)
+    assert.ok(readHead(disk, 32 * MiB).subarray(img.bytes.length).equals(Buffer.alloc(32 * MiB - img.bytes.length)), `${file}: nothing after the image`)
   }
   // zstd decodes xz as well: an xz file given as raw+gz is still refused as not gzip
   const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/' + img.files['raw+xz']), OSP_IMAGE_TYPE: 'raw+gz', DISK_0_PATH: sparseDisk(ws.dir, 'sd.img') })
