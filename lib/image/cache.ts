@@ -210,7 +210,7 @@ function entryResult(dir: string, key: string, path: string, label: string, stat
 async function downloadToTemp(req: CacheRequest, key: string): Promise<DownloadOutcome> {
   const { dir } = req
   const temp = join(dir, tempName(key, `${req.shareable ? SHAREABLE_TAG : ''}${process.pid}-${Date.now().toString(36)}`))
-  const fh = await open(temp, 'wx', 0o600).catch((err: unknown) => {
+  const fh = await open(temp, 'wx+', 0o600).catch((err: unknown) => {
     throw cacheWriteFailure(failedWith(err))
   })
   const forget = defer(`temporary download ${temp}`, () => unlink(temp).catch(() => undefined))

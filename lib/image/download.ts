@@ -5,7 +5,7 @@
 // file ends (Range + If-Range), unless the server ignores Range or has another image now.
 import { createHash, type Hash } from 'node:crypto'
 import type { FileHandle } from 'node:fs/promises'
-import { PassThrough, type Readable } from 'node:stream'
+import { ConsumerError, startTap, type Consumer, type Tap } from './tap.js'
 import { Failure } from '../errors.js'
 import { cacheWriteFailure, failedWith, type Digests, type Fetched, type Validators } from './cache.js'
 import type { DigestAlgo } from './checksum.js'
@@ -14,12 +14,9 @@ import { checkImageHeaders, networkFailure, httpFailure, withRetries, TransientE
 import { formatBytes, info, redact } from '../log.js'
 import { resumeFrom, validatorsOf } from './resume.js'
 import { chunksAllocated } from '../memory.js'
-import { drained } from '../streams.js'
 import { Writeback } from '../writeback.js'
 
-/** Writes the image from the download as it arrives; 'declined' when it cannot (a qcow2
- *  found by image_type=auto must be seen whole): the download then just completes. */
-export type Consumer = (body: Readable, length: number | undefined) => Promise<void | 'declined'>
+export type { Consumer } from './tap.js'
 
 const BATCH = 1 << 20
 
@@ -72,18 +69,18 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
       // the whole file is read to its end when its digest is wanted, even when the
       // decoder is done before it
       const readAll = options.algos !== undefined && options.algos.length > 0
-      tap = consumer ? startConsumer(consumer, length) : undefined
+      tap = consumer ? startTap(consumer, length, fh) : undefined
       const writeback = cacheWriteback(fh)
-      // the batch goes to the cache in one writev and to the consumer chunk by chunk:
-      // concatenating it first would cost a copy and 1 MiB more memory per batch
+      // the batch goes to the cache in one writev (no copy to concatenate it first)
       const flush = async () => {
         if (pendingBytes === 0) return
-        const writing = Promise.all([writeCache(fh, pending, pendingBytes, written), stopped ? undefined : tap?.push(pending)])
+        const writing = writeCache(fh, pending, pendingBytes, written)
         // hashed while the write is in flight (a failed write fails the download anyway)
         for (const hash of hashes.values()) for (const buf of pending) hash.update(buf)
-        const [, wanted] = await writing
-        if (wanted === false) stopped = true
+        await writing
         written += pendingBytes
+        // the consumer reads it from the file (lib/image/tap.ts)
+        if (tap && !stopped && !(await tap.grew(written))) stopped = true
         pending = []
         pendingBytes = 0
         writeback.reached(written)
@@ -159,78 +156,4 @@ function cacheWriteback(fh: FileHandle): Writeback {
   return new Writeback(() => fh.datasync().catch((err: unknown) => {
     throw cacheWriteFailure(failedWith(err))
   }), CACHE_WRITEBACK_EVERY)
-}
-
-/** A failure of the consumer (decoding, writing disk 0), reported as itself. */
-class ConsumerError extends Error {
-  constructor(override readonly cause: unknown) {
-    super('consumer failed')
-  }
-}
-
-interface Tap {
-  /** Hands a batch to the consumer; false once it needs no more (it has the whole image). */
-  push(bufs: Buffer[]): Promise<boolean>
-  /** Whether the consumer declined the stream: the download goes on into the cache alone. */
-  declined(): boolean
-  end(): Promise<void>
-  abort(): Promise<void>
-}
-
-// One batch between the download and the writer: with 4 MiB, a cold raw+gz create of the
-// bench's image peaked at 146 MiB RSS (live chunks, measured after full collections, at up
-// to 63 MiB), with 1 MiB at 95-108 MiB, and no slower
-const TAP_BUFFER = 1 << 20
-
-function startConsumer(consumer: Consumer, length: number | undefined): Tap {
-  const stream = new PassThrough({ highWaterMark: TAP_BUFFER })
-  // A failed download destroys the stream, and so does a decoder that stops reading: both
-  // are reported through the promises (download, consumer), never as an 'error' event
-  // that nobody listens to yet (the consumer may still be preparing disk 0)
-  stream.on('error', () => undefined)
-  let failed: ConsumerError | undefined
-  let settled = false
-  let declined = false
-  const done = consumer(stream, length).then(
-    (verdict) => {
-      settled = true
-      declined = verdict === 'declined'
-      stream.destroy() // its end: nothing waits for 'drain' any more
-    },
-    (err: unknown) => {
-      settled = true
-      failed = new ConsumerError(err)
-      stream.destroy()
-    },
-  )
-  const check = () => {
-    if (failed) throw failed
-  }
-  const wanted = async () => {
-    if (declined) return true // the cache still wants every byte
-    if (!settled && !stream.destroyed) return true
-    await done // the decoder has stopped reading: wait for its verdict
-    check()
-    return false
-  }
-  return {
-    declined: () => declined,
-    async push(bufs) {
-      if (!(await wanted())) return false
-      if (declined) return true
-      for (const buf of bufs) stream.write(buf)
-      // bounded memory: wait while the consumer is behind, unless it has stopped
-      if (stream.writableNeedDrain && !stream.destroyed) await drained(stream)
-      return wanted()
-    },
-    async end() {
-      stream.end()
-      await done
-      check()
-    },
-    async abort() {
-      if (!stream.writableEnded) stream.destroy(new Error('the download failed'))
-      await done
-    },
-  }
 }
