@@ -148,6 +148,9 @@ async function decompressOnto(input: Input, codec: DirectCodec, size: number | u
     if (written !== undefined && size !== undefined && written !== size) {
       throw new ImageError(`the image gave ${written} bytes where its header announced ${size}`, 'the image file is corrupt: download or copy it again')
     }
+    // RLIMIT_FSIZE stops a tool at the disk's end; should prlimit be missing, a larger image
+    // would be cut by the size restored below, and must not pass for a whole one
+    if (written !== undefined && written > target.size) throw tooLarge(target, written, false)
     if (written === 0) throw new ImageError('the image holds no data (0 bytes after decoding)', 'an empty image would leave disk 0 as it was: check the image file or URL')
     await restore.run()
     await writeback.finish()
