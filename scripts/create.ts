@@ -10,10 +10,9 @@ import { startFileCheck } from '../lib/image/hash-file.js'
 import { spoilIfWrong } from '../lib/disk/verified.js'
 import { lockDisk } from '../lib/disk/disk-lock.js'
 import { blockDeviceFor, inspectTarget, restoreFileSize, sameFile } from '../lib/disk/target.js'
-import type { Readable } from 'node:stream'
 import { writeImage, writeImageStream } from '../lib/disk/deploy.js'
 import type { WriteResult } from '../lib/disk/write.js'
-import { detectFileCodec, detectStreamCodec } from '../lib/disk/decode.js'
+import { detectBodyCodec, detectFileCodec, type ImageBody } from '../lib/disk/decode.js'
 import { planHooks, runHooks } from '../lib/ganeti/hooks.js'
 import { defer } from '../lib/cleanup.js'
 import { Failure, ImageError } from '../lib/errors.js'
@@ -49,8 +48,8 @@ INSTANCE_NAME, INSTANCE_REINSTALL, DEBUG_LEVEL (and everything Ganeti passes).`,
     // a download is written while it arrives, unless the format must be seen whole first
     let result: WriteResult | undefined
     let touched = false // whether disk 0 may hold some of the image: a wrong one is spoilt
-    const streamTo = imageType === 'qcow2' ? undefined : async (body: Readable, length?: number) => {
-      const codec = imageType === 'auto' ? await detectStreamCodec(body) : imageType
+    const streamTo = imageType === 'qcow2' ? undefined : async (body: ImageBody, length?: number) => {
+      const codec = imageType === 'auto' ? await detectBodyCodec(body) : imageType
       if (imageType === 'auto') info(`image_type auto: the image is ${CODEC_NAMES[codec]}${codec === 'qcow2' ? ', which is written once it is downloaded whole' : ''}`)
       if (codec === 'qcow2') return 'declined'
       touched = true

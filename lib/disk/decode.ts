@@ -6,7 +6,6 @@ import type { ChildProcess } from 'node:child_process'
 import { closeSync, createReadStream, existsSync } from 'node:fs'
 import { Socket } from 'node:net'
 import { pipeline, type Readable } from 'node:stream'
-import { finished as streamEnded } from 'node:stream/promises'
 import { open } from 'node:fs/promises'
 import { createGunzip } from 'node:zlib'
 import { $ } from 'zx/core'
@@ -137,15 +136,12 @@ function gunzipFrom(input: Readable, chunkSize: number): Decoded {
 }
 
 /** Decodes an image arriving as a stream (a download in progress). */
-export function decodeStream(input: Readable, codec: Exclude<Codec, 'qcow2'>): Decoded {
-  if (codec === 'raw') {
-    // also settles for a stream that failed before we got it
-    const finished = streamEnded(input, { writable: false })
-    finished.catch(() => undefined)
-    return { source: chunkSource(input), finished, stop: () => input.destroy(new Error('stopped')) }
-  }
-  if (codec === 'gzip') return gunzipFrom(input, GZIP_STREAM_CHUNK)
-  return runDecompressor(codec, input, 'the download', () => undefined)
+export function decodeStream(body: ImageBody, codec: Exclude<Codec, 'qcow2'>): Decoded {
+  // raw: the writer reads the download straight into its blocks; a failed download fails
+  // that read
+  if (codec === 'raw') return { source: body, finished: Promise.resolve(), stop: () => undefined }
+  if (codec === 'gzip') return gunzipFrom(body.stream(), GZIP_STREAM_CHUNK)
+  return runDecompressor(codec, body.stream(), 'the download', () => undefined)
 }
 
 function runDecompressor(codec: 'bzip2' | 'xz' | 'zstd', input: number | Readable, what: string, closeInput: () => void): Decoded {
@@ -229,31 +225,16 @@ export async function detectFileCodec(path: string): Promise<Codec> {
   }
 }
 
-/** The format of a stream from its first bytes (image_type=auto while downloading), which
- *  are put back: the stream is read from its start afterwards. */
-export async function detectStreamCodec(body: Readable): Promise<Codec> {
-  const parts: Buffer[] = []
-  let got = 0
-  while (got < 16 && !body.readableEnded && !body.destroyed) {
-    const chunk = body.read() as Buffer | null
-    if (chunk !== null) {
-      parts.push(chunk)
-      got += chunk.length
-      continue
-    }
-    await new Promise<void>((resolve) => {
-      const go = () => {
-        body.off('readable', go)
-        body.off('end', go)
-        body.off('close', go)
-        resolve()
-      }
-      body.on('readable', go)
-      body.on('end', go)
-      body.on('close', go)
-    })
-  }
-  const head = Buffer.concat(parts)
-  if (head.length > 0) body.unshift(head)
-  return detectCodec(head)
+/** A download being written (lib/image/growing-file.ts) as disk 0's writer sees it: read
+ *  straight into the writer's own buffers (raw), or as a stream (a decoder's input), after
+ *  a look at its first bytes. */
+export interface ImageBody extends ByteSource {
+  /** The next n bytes, left to be read again. */
+  peek(n: number): Promise<Buffer>
+  stream(): Readable
+}
+
+/** The format of a download from its first bytes (image_type=auto while downloading). */
+export async function detectBodyCodec(body: ImageBody): Promise<Codec> {
+  return detectCodec(await body.peek(16))
 }

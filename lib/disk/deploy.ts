@@ -1,7 +1,6 @@
 // Puts an image file onto disk 0 in one streaming pass, after checking that it fits.
 import { Failure, ImageError } from '../errors.js'
-import type { Readable } from 'node:stream'
-import { decode, decodedSize, decodeStream, detectStreamCodec, type Decoded } from './decode.js'
+import { decode, decodedSize, decodeStream, detectBodyCodec, type Decoded, type ImageBody } from './decode.js'
 import { canDecompressOnto, canStreamOnto, decompressOntoFile, decompressStreamOntoFile } from './direct.js'
 import { convertQcow2, inspectQcow2 } from './qcow2.js'
 import { openForWrite, zeroCheaply, type TargetDisk } from './target.js'
@@ -33,12 +32,12 @@ export async function writeImage(path: string, fileSize: number, codec: Codec, t
 }
 
 /** Writes an image that is still being downloaded: the size is known only for raw. */
-export async function writeImageStream(body: Readable, length: number | undefined, codec: Exclude<Codec, 'qcow2'>, target: TargetDisk): Promise<WriteResult> {
+export async function writeImageStream(body: ImageBody, length: number | undefined, codec: Exclude<Codec, 'qcow2'>, target: TargetDisk): Promise<WriteResult> {
   const size = codec === 'raw' ? length : undefined
   if (size !== undefined) checkFits(size, target)
   // the tool reads formats besides its own (zstd: gzip and xz too): an image that is not of
   // its type is left to our own decoder, which says so
-  if (canStreamOnto(codec, target) && (await detectStreamCodec(body)) === codec) return decompressStreamOntoFile(body, codec, target)
+  if (canStreamOnto(codec, target) && (await detectBodyCodec(body)) === codec) return decompressStreamOntoFile(body.stream(), codec, target)
   return writeDecoded(async () => decodeStream(body, codec), size, target)
 }
 

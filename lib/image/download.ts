@@ -79,7 +79,7 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
         for (const hash of hashes.values()) for (const buf of pending) hash.update(buf)
         await writing
         written += pendingBytes
-        // the consumer reads it from the file (lib/image/tap.ts)
+        // the consumer reads it from the file (lib/image/growing-file.ts)
         if (tap && !stopped && !(await tap.grew(written))) stopped = true
         pending = []
         pendingBytes = 0

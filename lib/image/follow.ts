@@ -7,17 +7,14 @@
 import { constants, readFileSync } from 'node:fs'
 import { open, readdir, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import { createHash } from 'node:crypto'
 import { Failure } from '../errors.js'
 import { debug, info } from '../log.js'
 import { entryDistrust, entryName, shareablePrefix } from './cache-names.js'
-import type { Consumer } from './download.js'
+import type { Consumer } from './tap.js'
 import { checkDigest, type ExpectedDigest } from './checksum.js'
-import { chunksAllocated } from '../memory.js'
-import { drained } from '../streams.js'
+import { GrowingFile } from './growing-file.js'
 
-const CHUNK = 1 << 20
 const POLL_MS = 15
 /** How long a follower looks for the download's temporary file while its lock is busy. */
 const FIND_MS = 1000
@@ -60,56 +57,37 @@ export async function followDownload(dir: string, key: string, path: string, con
 }
 
 async function feed(fh: FileHandle, ino: number, dir: string, key: string, path: string, consumer: Consumer, expected?: ExpectedDigest): Promise<'done' | 'declined'> {
-  const stream = new PassThrough({ highWaterMark: 1 << 20 })
-  stream.on('error', () => undefined) // reported through the consumer's promise
-  let settled = false
-  let failure: unknown
-  let declined = false
-  const done = consumer(stream, undefined).then(
-    (verdict) => {
-      settled = true
-      declined = verdict === 'declined'
-    },
-    (err: unknown) => {
-      settled = true
-      failure = err
-    },
-  )
   const hash = expected ? createHash(expected.algo) : undefined
-  let pos = 0
-  let over: 'complete' | 'failed' | undefined
+  let failure: Failure | undefined // the shared download's, said as ours
+  const file = new GrowingFile(
+    fh,
+    {
+      readable: () => Infinity, // another process writes it: only a read tells how far
+      async more() {
+        const over = await downloadOver(dir, key, path, ino)
+        if (over === 'failed') throw (failure = new Failure('the download this create was sharing with another create failed (see that create\'s log)', 'create the instance again: it downloads the image itself then'))
+        if (!over) await sleep(POLL_MS)
+        return over === 'complete' // read to the end once more after the download was over
+      },
+    },
+    (chunk) => hash?.update(chunk),
+  )
   try {
-    // to the end of the download; with a checksum, past the end of the image too (the
-    // digest is of the whole file)
-    while (!settled || (hash && !failure && !declined)) {
-      const buf = Buffer.allocUnsafe(CHUNK)
-      const { bytesRead } = await fh.read(buf, 0, CHUNK, pos)
-      if (bytesRead > 0) {
-        const chunk = buf.subarray(0, bytesRead)
-        pos += bytesRead
-        chunksAllocated(CHUNK)
-        hash?.update(chunk)
-        if (!settled && !stream.write(chunk) && !settled) await drained(stream)
-        continue
-      }
-      if (over) break // read to the end after the download was over
-      over = await downloadOver(dir, key, path, ino)
-      if (!over) await sleep(POLL_MS)
-      else if (over === 'failed') throw new Failure('the download this create was sharing with another create failed (see that create\'s log)', 'create the instance again: it downloads the image itself then')
+    const verdict = await consumer(file, undefined)
+    if (verdict === 'declined') return 'declined'
+    if (hash && expected) {
+      // the digest is of the whole file: past the end of the image too
+      file.close()
+      const rest = Buffer.allocUnsafe(1 << 20)
+      while ((await file.read(rest, 0, rest.length)) > 0);
+      checkDigest(expected, hash.digest('hex'))
     }
-    if (!settled) stream.end()
-    await done
-    if (failure) throw failure
-    if (declined) return 'declined'
-    if (hash && expected) checkDigest(expected, hash.digest('hex'))
     return 'done'
   } catch (err) {
-    // the consumer's own failure, if it came first; else ours (stopping the consumer makes
-    // it fail too, with nothing to say)
-    const first = failure
-    stream.destroy()
-    await done
-    throw first ?? err
+    // a writer stopped by our failure fails too, with less to say
+    throw failure ?? err
+  } finally {
+    file.close()
   }
 }
 

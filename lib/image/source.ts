@@ -2,7 +2,6 @@
 // http(s) URL fetched into the download cache (or written onto disk 0 as it arrives).
 // Either way the rest of create reads a local file of known size, or nothing.
 import { access, constants, readFile, realpath, stat } from 'node:fs/promises'
-import type { Readable } from 'node:stream'
 import { Failure, ImageError } from '../errors.js'
 import { forbiddenImagePath, type ImageRef } from '../ganeti/params.js'
 import { parseCurlOpts } from './curl-opts.js'
@@ -11,6 +10,7 @@ import { cacheKey, cachedDownload, expireEntries, prepareStorage, type Digests }
 import { followDownload } from './follow.js'
 import { makeAgents, type AgentFor, type Endpoint } from './http.js'
 import { downloadInto } from './download.js'
+import type { Consumer } from './tap.js'
 import { checkDigest, expectedDigest, type ChecksumSpec, type ExpectedDigest } from './checksum.js'
 import { fetchText, revalidate } from './remote.js'
 import { formatBytes, info, redact } from '../log.js'
@@ -69,7 +69,7 @@ export async function checkLocalImage(path: string, what = 'the image'): Promise
 
 /** Receives the image's bytes while they are downloaded (a cache miss), with the
  *  announced length if any; resolves when they are on disk 0. */
-export type StreamConsumer = (body: Readable, length: number | undefined) => Promise<void | 'declined'>
+export type StreamConsumer = Consumer
 
 /** The image as a local file: the path itself, or the cache entry for a URL, downloaded
  *  first on a miss (or when the server has a newer one). With `consumer`, a miss feeds the
