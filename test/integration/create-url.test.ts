@@ -73,9 +73,9 @@ test('image_type auto streams too: the format is told from the first bytes of th
   assert.is(cacheFiles(v).filter((f) => f.endsWith('.image')).length, 6, 'every download is cached')
 })
 
-test('onto a file disk, xz, zstd (also for gzip) and lbzip2 | dd write the download into it themselves as it arrives, stopped at its end', async () => {
+test('onto a file disk, xz, zstd and lbzip2 | dd write the download into it themselves as it arrives, stopped at its end; gzip goes through our zlib', async () => {
   const v = variant(ws, 'stream-direct')
-  for (const [type, tool] of [['raw+gz', 'zstd'], ['raw+xz', 'xz'], ['raw+zst', 'zstd'], ['raw+bzip2', 'lbzip2 \\| dd']]) {
+  for (const [type, tool] of [['raw+xz', 'xz'], ['raw+zst', 'zstd'], ['raw+bzip2', 'lbzip2 \\| dd']]) {
     const disk = sparseDisk(ws.dir, 'sd.img')
     const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/' + img.files[type as 'raw']), OSP_IMAGE_TYPE: type, DISK_0_PATH: disk })
     assert.is(r.code, 0, r.output)
@@ -92,18 +92,23 @@ test('onto a file disk, xz, zstd (also for gzip) and lbzip2 | dd write the downl
     assert.match(r.lastLine, /^create failed: the image is at least .* larger than disk 0 \(16\.0 MiB\); give the instance a larger disk/, type)
     assert.is(statSync(disk).size, 16 * MiB, `${type}: the file disk changed size`)
   }
-  // what follows the gzip members is ignored, as gzip and our zlib do; two members are one image
-  execFileSync('bash', ['-c', `(cat ${img.files['raw+gz']}; head -c 5000 /dev/urandom) > trail.gz && head -c 1M ${img.files.raw} | gzip -1 > two.gz && tail -c +1048577 ${img.files.raw} | gzip -1 >> two.gz`], { cwd: ws.dir })
-  for (const file of ['trail.gz', 'two.gz']) {
+  // gzip goes through Node's zlib, faster than the system's that zstd would use: two members
+  // are one image, zero padding after them is ignored, anything else fails (zlib refuses it)
+  execFileSync('bash', ['-c', `(cat ${img.files['raw+gz']}; head -c 5000 /dev/zero) > padded.gz && (cat ${img.files['raw+gz']}; printf 'x'; head -c 5000 /dev/urandom) > trail.gz && head -c 1M ${img.files.raw} | gzip -1 > two.gz && tail -c +1048577 ${img.files.raw} | gzip -1 >> two.gz`], { cwd: ws.dir })
+  for (const file of ['padded.gz', 'two.gz', 'trail.gz']) {
     const disk = sparseDisk(ws.dir, 'sd.img')
     const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/' + file), OSP_IMAGE_TYPE: 'raw+gz', DISK_0_PATH: disk })
+    assert.not.match(r.output, /writes the image into the disk file itself/)
+    if (file === 'trail.gz') {
+      assert.is(r.code, 1, r.output)
+      assert.match(r.lastLine, /^create failed: gzip decoding failed \(incorrect header check\)/)
+      continue
+    }
     assert.is(r.code, 0, r.output)
-    assert.match(r.output, /zstd writes the image into the disk file itself/)
-    if (file === 'trail.gz') assert.match(r.output, /data after the end of the gzip image was ignored/)
     assert.ok(readHead(disk, img.bytes.length).equals(img.bytes), file)
     assert.ok(readHead(disk, 32 * MiB).subarray(img.bytes.length).equals(Buffer.alloc(32 * MiB - img.bytes.length)), `${file}: nothing after the image`)
   }
-  // zstd decodes xz as well: an xz file given as raw+gz is still refused as not gzip
+  // an xz file given as raw+gz is refused as not gzip
   const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/' + img.files['raw+xz']), OSP_IMAGE_TYPE: 'raw+gz', DISK_0_PATH: sparseDisk(ws.dir, 'sd.img') })
   assert.is(r.code, 1, r.output)
   assert.match(r.lastLine, /^create failed: gzip decoding failed \(incorrect header check\)/)
