@@ -115,6 +115,30 @@ test('onto a file disk, xz, zstd and lbzip2 | dd write the download into it them
   assert.not.match(r.output, /writes the image into the disk file itself/)
 })
 
+test('the download cache leaves the image\'s zero runs as holes, and reads back the same', async () => {
+  // 3 MiB of data around 20 MiB of zeros, and zeros at the end (the file is extended there)
+  const data = Buffer.concat([randomBytes(MiB), Buffer.alloc(20 * MiB), randomBytes(2 * MiB), Buffer.alloc(5 * MiB)])
+  writeFileSync(join(ws.dir, 'holes.raw'), data)
+  for (const retry of ['', 'CUSTOM_CURL_OPTS="--retry 2"\n']) {
+    const v = variant(ws, `holes${retry ? '-retry' : ''}`, retry)
+    const disk = sparseDisk(ws.dir, 'holes.img')
+    const r = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/holes.raw'), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: disk })
+    assert.is(r.code, 0, r.output)
+    const [entry] = cacheFiles(v).filter((f) => f.endsWith('.image'))
+    const path = join(ws.dir, 'cache-' + v, entry)
+    const st = statSync(path)
+    assert.is(st.size, data.length, 'the entry keeps the image\'s length')
+    assert.ok(st.blocks * 512 < 6 * MiB, `${st.blocks * 512} bytes allocated for 3 MiB of data`)
+    assert.ok(readHead(path, data.length).equals(data), 'the entry reads back as the image')
+    assert.ok(readHead(disk, data.length).equals(data), 'disk 0 holds the image')
+    // and a warm create from it
+    const again = await create({ OS_VARIANT: v, OSP_IMAGE: web.url('/holes.raw'), OSP_IMAGE_TYPE: 'raw', DISK_0_PATH: sparseDisk(ws.dir, 'holes2.img') })
+    assert.is(again.code, 0, again.output)
+    assert.match(again.output, /cache hit/)
+    assert.ok(readHead(join(ws.dir, 'holes2.img'), data.length).equals(data))
+  }
+})
+
 test('a cache miss is written to disk 0 while it downloads; with --retry it downloads first', async () => {
   let r = await create({ OS_VARIANT: variant(ws, 'stream'), OSP_IMAGE: web.url('/image.raw.bz2'), OSP_IMAGE_TYPE: 'raw+bzip2', DISK_0_PATH: sparseDisk(ws.dir, 'st.img') })
   assert.is(r.code, 0, r.output)
