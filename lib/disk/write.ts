@@ -2,6 +2,7 @@
 // next block is read, never past the disk's end, all-zero blocks skipped only when the
 // target already reads as zero, writeback started early and one fdatasync at the end.
 import { chunksAllocated } from '../memory.js'
+import { allZero } from '../zeros.js'
 import { Writeback } from '../writeback.js'
 import type { FileHandle } from 'node:fs/promises'
 import { Failure } from '../errors.js'
@@ -10,7 +11,6 @@ import { stopping } from '../cleanup.js'
 import type { TargetDisk } from './target.js'
 
 export const BLOCK = 4 << 20
-const ZERO = Buffer.alloc(BLOCK)
 const REPORT_EVERY_MS = 5000
 const DISK_WRITEBACK_EVERY = 256 << 20
 
@@ -86,7 +86,7 @@ export function dataRuns(buf: Buffer, length: number): [number, number][] {
   const runs: [number, number][] = []
   for (let at = 0; at < length; at += SEGMENT) {
     const end = Math.min(at + SEGMENT, length)
-    if (buf.compare(ZERO, 0, end - at, at, end) === 0) continue
+    if (allZero(buf, at, end)) continue
     const last = runs[runs.length - 1]
     if (last && last[1] === at) last[1] = end
     else runs.push([at, end])

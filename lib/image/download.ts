@@ -14,6 +14,7 @@ import { checkImageHeaders, networkFailure, httpFailure, withRetries, TransientE
 import { formatBytes, info, redact } from '../log.js'
 import { resumeFrom, validatorsOf } from './resume.js'
 import { chunksAllocated } from '../memory.js'
+import { allZero } from '../zeros.js'
 import { Writeback } from '../writeback.js'
 
 export type { Consumer } from './tap.js'
@@ -139,39 +140,38 @@ export async function downloadInto(fh: FileHandle, url: URL, endpoint: Endpoint,
   })
 }
 
-const ZERO = Buffer.alloc(64 << 10)
-const isZero = (buf: Buffer) => buf.length <= ZERO.length && buf.compare(ZERO, 0, buf.length) === 0
-
 /** Writes a batch at position, leaving its all-zero chunks as holes: a raw image is mostly
  *  zeros (the bench's 71 %), which the cache then neither stores nor writes back, and
  *  which read back as zeros all the same. The file is extended to the batch's end, so its
- *  size is always what was downloaded. libuv itself continues a partial writev, so a short
+ *  size is always what was downloaded. The runs are written one after the other: a
+ *  follower (follow.ts) reads up to the file's end, and must never find a hole there that
+ *  a write still in flight is to fill. libuv itself continues a partial writev, so a short
  *  count means the filesystem filled up. */
 async function writeCache(fh: FileHandle, bufs: Buffer[], total: number, position: number): Promise<void> {
   let run: Buffer[] = []
+  let runStart = position
   let runBytes = 0
-  let at = position
-  // one after the other: a follower (follow.ts) reads up to the file's end, and must never
-  // find a hole there that a write still in flight is to fill
-  const write = async () => {
+  const writeRun = async () => {
     if (runBytes === 0) return
-    const start = at - runBytes
-    const { bytesWritten } = await fh.writev(run, start).catch((err: unknown) => {
+    const { bytesWritten } = await fh.writev(run, runStart).catch((err: unknown) => {
       throw cacheWriteFailure(failedWith(err))
     })
-    if (bytesWritten < runBytes) throw cacheWriteFailure(`stopped after ${start + bytesWritten} bytes (filesystem full?)`)
-    run = []
-    runBytes = 0
+    if (bytesWritten < runBytes) throw cacheWriteFailure(`stopped after ${runStart + bytesWritten} bytes (filesystem full?)`)
   }
+  let at = position
   for (const buf of bufs) {
-    if (isZero(buf)) await write()
-    else {
+    if (allZero(buf)) {
+      await writeRun()
+      run = []
+      runBytes = 0
+      runStart = at + buf.length
+    } else {
       run.push(buf)
       runBytes += buf.length
     }
     at += buf.length
   }
-  if (runBytes > 0) return write()
+  if (runBytes > 0) return writeRun() // it ends the batch: the file is as long as the download
   await fh.truncate(position + total).catch((err: unknown) => {
     throw cacheWriteFailure(failedWith(err))
   })
